@@ -1,0 +1,27 @@
+"""Test-session isolation: Ultralytics settings, fonts and the synthetic dataset live in a temporary folder."""
+
+import os
+import tempfile
+from pathlib import Path
+
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="yolo_lightning_tests_"))
+# Must be set before anything imports ultralytics (it reads them at import time).
+os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_DIR / "ultralytics_config")
+os.environ["YOLO_LIGHTNING_CACHE"] = str(_SESSION_DIR / "cache")
+os.environ["YOLO_OFFLINE"] = "1"
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Path:
+    """A folder shared by the whole test session."""
+    return _SESSION_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_data_yaml(session_dir: Path) -> Path:
+    """A small synthetic dataset (24 train / 8 val images, 64 px) for fast behaviour tests."""
+    from yolo_lightning.synthetic import synthetic_data_yaml
+
+    return synthetic_data_yaml(session_dir / "tiny", n_train=24, n_val=8, imgsz=64, seed=0)

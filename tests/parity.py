@@ -1,0 +1,82 @@
+"""Run the same short training under Ultralytics' DetectionTrainer and under yolo-lightning, recording both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning as L
+import torch
+from ultralytics import YOLO
+from ultralytics.nn.tasks import DetectionModel
+
+from yolo_lightning import YOLODataModule, YOLOModule
+
+AUGMENTATION_OFF = dict(
+    mosaic=0.0, mixup=0.0, cutmix=0.0, copy_paste=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, degrees=0.0,
+    translate=0.0, scale=0.0, shear=0.0, perspective=0.0, flipud=0.0, fliplr=0.0, bgr=0.0,
+)  # fmt: skip
+METRIC_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+@dataclass
+class RunRecord:
+    """Per-iteration training losses and per-epoch validation metrics of one run."""
+
+    losses: list[float] = field(default_factory=list)
+    epoch_metrics: list[dict[str, float]] = field(default_factory=list)
+
+
+def save_initial_weights(cfg: str, names: dict[int, str], path: Path) -> Path:
+    """A freshly initialised model in Ultralytics' checkpoint format, the common start of both runs."""
+    torch.manual_seed(0)
+    model = DetectionModel(cfg, nc=len(names), verbose=False)
+    model.names = names
+    torch.save({"model": model, "train_args": {}}, path)
+    return path
+
+
+def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, **hyp) -> RunRecord:
+    """Train with YOLO(...).train() (DetectionTrainer) and record losses and per-epoch metrics."""
+    record = RunRecord()
+    model = YOLO(str(weights))
+    model.add_callback("on_train_batch_end", lambda t: record.losses.append(float(t.loss)))
+    model.add_callback("on_fit_epoch_end", lambda t: record.epoch_metrics.append(dict(t.metrics)))
+    model.train(
+        data=str(data), epochs=epochs, device="cpu", workers=0, plots=False, amp=False, deterministic=False,
+        project=str(project), name="ultralytics", exist_ok=True, seed=0, verbose=False, **hyp,
+    )  # fmt: skip
+    record.epoch_metrics = record.epoch_metrics[:epochs]  # the last call repeats after final_eval on best.pt
+    return record
+
+
+class _Recorder(L.Callback):
+    """Record each training iteration's loss and each (non-sanity) validation's metrics."""
+
+    def __init__(self, record: RunRecord) -> None:
+        self.record = record
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.record.losses.append(float(outputs["loss"]))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self.record.epoch_metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
+
+
+DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", *AUGMENTATION_OFF}
+
+
+def run_lightning(weights: Path, data: Path, root: Path, epochs: int, **hyp) -> tuple[RunRecord, YOLOModule]:
+    """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics."""
+    record = RunRecord()
+    data_hyp = {k: v for k, v in hyp.items() if k in DATA_ARGS}
+    module_hyp = {k: v for k, v in hyp.items() if k not in DATA_ARGS}
+    datamodule = YOLODataModule(data=str(data), workers=0, seed=0, **data_hyp)
+    module = YOLOModule(model=str(weights), **module_hyp)
+    trainer = L.Trainer(
+        max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record)],
+    )  # fmt: skip
+    trainer.fit(module, datamodule)
+    return record, module

@@ -1,0 +1,81 @@
+"""Ultralytics' ModelEMA (decay ramp, per optimizer step) on top of Lightning's ``WeightAveraging``."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import WeightAveraging
+from torch.optim.swa_utils import AveragedModel
+
+
+class UltralyticsEMA(WeightAveraging):
+    """Exponential moving average of the weights with Ultralytics' ramp ``decay * (1 - exp(-updates / tau))``.
+
+    Updated after every optimizer step (not every micro-batch). As with Lightning's ``WeightAveraging``, validation
+    and saved checkpoints (``state_dict``) see the averaged weights, ``current_model_state`` keeps the raw ones, and
+    training ends with the average copied into the model. Like Ultralytics' ``ModelEMA``, the average starts as a copy
+    of the initial weights, so the first update already blends with them.
+
+    Args:
+        decay: The asymptotic decay (Ultralytics: 0.9999).
+        tau: The ramp constant, in optimizer steps (Ultralytics: 2000).
+    """
+
+    def __init__(self, decay: float = 0.9999, tau: float = 2000) -> None:
+        if not 0.0 <= decay < 1.0:
+            raise ValueError(f"decay={decay} must be in [0, 1).")
+        if tau <= 0:
+            raise ValueError(f"tau={tau} must be > 0.")
+        super().__init__(use_buffers=True, avg_fn=self._blend)
+        self.decay = decay
+        self.tau = tau
+        self._stepped = False
+
+    @property
+    def updates(self) -> int:
+        """Number of optimizer steps averaged so far (Ultralytics' ``ModelEMA.updates``)."""
+        return 0 if self._average_model is None else int(self._average_model.n_averaged) - 1
+
+    def _blend(self, average: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor) -> torch.Tensor:
+        """One ModelEMA step; ``n_averaged`` counts the initial copy, so it equals Ultralytics' incremented ``updates``."""
+        if not average.is_floating_point():
+            return current  # integer buffers (BatchNorm's num_batches_tracked) follow the model
+        d = self.decay * (1 - math.exp(-int(n_averaged) / self.tau))
+        return torch.lerp(average, current, 1 - d)  # the same op as ModelEMA's _foreach_lerp_
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
+        """Note that this batch ends with a real optimizer step (called only inside ``optimizer.step``)."""
+        self._stepped = True
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        """Update the average after each real optimizer step; batches that only accumulate gradients are skipped.
+
+        ``trainer.global_step`` cannot tell: it also advances when a module's ``optimizer_step`` skips the step.
+        """
+        if self._stepped and self._average_model is not None:
+            self._average_model.update_parameters(pl_module)
+        self._stepped = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """Create the average (if fitting), then let ``WeightAveraging`` restore both weight sets."""
+        if trainer.state.fn == "fit":
+            self._create_average(pl_module)
+        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Create the average from the initial weights, unless a resumed checkpoint already restored it."""
+        if self._average_model is None:
+            self._create_average(pl_module)
+
+    def _create_average(self, pl_module: L.LightningModule) -> None:
+        """Copy the module into an ``AveragedModel`` whose first 'update' is the copy itself (``n_averaged`` = 1)."""
+        if self._average_model is not None:
+            return
+        self._average_model = AveragedModel(pl_module, device=self._device, use_buffers=True, avg_fn=self._blend)
+        self._average_model.update_parameters(pl_module)

@@ -1,0 +1,245 @@
+"""``YOLODataModule``: Ultralytics' YOLODataset, augmentations and collate behind plain DataLoaders."""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from copy import copy
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from ultralytics.cfg import DEFAULT_CFG
+from ultralytics.data.build import ContiguousDistributedSampler, build_yolo_dataset, seed_worker
+from ultralytics.utils import IterableSimpleNamespace
+from ultralytics.utils.checks import check_imgsz
+
+from yolo_lightning.dataset_checks import (
+    DatasetError,
+    count_images,
+    find_label_problems,
+    load_data_config,
+    report_label_problems,
+)
+from yolo_lightning.hyperparameters import check_no_unknown_arguments, ultralytics_namespace
+from yolo_lightning.synthetic import synthetic_data_yaml
+
+D = DEFAULT_CFG
+GRID_STRIDE = 32  # DetectionTrainer rounds imgsz to max(model stride, 32); every shipped detector has stride 32
+_ULTRALYTICS_SHUFFLE_SEED = 6148914691236517205  # build_dataloader's generator offset
+NON_DISTRIBUTED_RANK = -1  # Ultralytics' RANK outside DDP, part of its shuffle seed
+
+
+class UltralyticsShuffleSampler(Sampler[int]):
+    """The exact shuffle order of Ultralytics' ``build_dataloader`` (a persistent InfiniteDataLoader) for one process.
+
+    Ultralytics seeds one generator, draws the loader's base seed from it once, then shuffles with ``RandomSampler``,
+    whose every pass ends with one more (empty) ``randperm`` draw. A plain DataLoader re-creates its iterator each
+    epoch and may stop before that trailing draw, so this sampler makes it itself, exactly once per pass.
+    """
+
+    def __init__(self, dataset_size: int, seed: int) -> None:
+        self.dataset_size = dataset_size
+        self.generator = torch.Generator()
+        self.generator.manual_seed((_ULTRALYTICS_SHUFFLE_SEED + NON_DISTRIBUTED_RANK + seed) % (1 << 64))
+        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the loader's base-seed draw
+        self._trailing_draw_due = False
+
+    def __len__(self) -> int:
+        return self.dataset_size
+
+    def __iter__(self) -> Iterator[int]:
+        if self._trailing_draw_due:  # the previous pass was not iterated to its end
+            self._trailing_draw()
+        order = torch.randperm(self.dataset_size, generator=self.generator).tolist()
+        self._trailing_draw_due = True
+        yield from order
+        self._trailing_draw()
+
+    def _trailing_draw(self) -> None:
+        """RandomSampler's final ``randperm(n)[:0]`` of each pass."""
+        torch.randperm(self.dataset_size, generator=self.generator)
+        self._trailing_draw_due = False
+
+
+class ContiguousValSampler(ContiguousDistributedSampler, DistributedSampler):
+    """Ultralytics' contiguous, unrepeated validation shard, typed as a DistributedSampler so Lightning keeps it."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int) -> None:
+        ContiguousDistributedSampler.__init__(self, dataset, num_replicas, batch_size, rank, shuffle=False)
+
+
+class YOLODataModule(L.LightningDataModule):
+    """Serve a YOLO-format detection dataset (a ``data.yaml``, or ``"synthetic"``) the way DetectionTrainer does.
+
+    Argument names and defaults are Ultralytics' train arguments. ``batch`` is the global batch size: under DDP each
+    rank loads ``batch // world_size`` (validation twice that, as Ultralytics does).
+    """
+
+    def __init__(
+        self,
+        data: str = "synthetic",
+        imgsz: int = D.imgsz,
+        batch: int = D.batch,
+        workers: int = D.workers,
+        seed: int = D.seed,
+        cache: bool | str = False,
+        fraction: float = D.fraction,
+        single_cls: bool = D.single_cls,
+        classes: list[int] | None = None,
+        close_mosaic: int = D.close_mosaic,
+        hsv_h: float = D.hsv_h,
+        hsv_s: float = D.hsv_s,
+        hsv_v: float = D.hsv_v,
+        degrees: float = D.degrees,
+        translate: float = D.translate,
+        scale: float = D.scale,
+        shear: float = D.shear,
+        perspective: float = D.perspective,
+        flipud: float = D.flipud,
+        fliplr: float = D.fliplr,
+        bgr: float = D.bgr,
+        mosaic: float = D.mosaic,
+        mixup: float = D.mixup,
+        cutmix: float = D.cutmix,
+        copy_paste: float = D.copy_paste,
+        copy_paste_mode: str = D.copy_paste_mode,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        check_no_unknown_arguments("YOLODataModule", unknown)
+        if not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch={batch!r} must be an integer >= 1 (Ultralytics' AutoBatch, batch=-1, is not supported).")
+        if workers < 0:
+            raise ValueError(f"workers={workers!r} must be >= 0.")
+        imgsz = _round_imgsz(imgsz)
+        self.save_hyperparameters()
+        self.hparams.imgsz = imgsz
+        self.hyp: IterableSimpleNamespace = ultralytics_namespace(
+            **{k: v for k, v in self.hparams.items() if k not in {"data", "batch", "workers"}}, task="detect"
+        )
+        self.data_config: dict[str, Any] | None = None
+        self.train_dataset: Dataset | None = None
+        self.val_dataset: Dataset | None = None
+
+    @property
+    def batch(self) -> int:
+        """Global batch size (all ranks together), as Ultralytics' ``batch``."""
+        return self.hparams.batch
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Class names of the dataset (available after ``setup``)."""
+        if self.data_config is None:
+            raise RuntimeError("YOLODataModule.names is known after setup(); call dm.setup('fit') first.")
+        return self.data_config["names"]
+
+    def prepare_data(self) -> None:
+        """Once per node: write the synthetic dataset if asked, check labels, build the label caches."""
+        config = load_data_config(self._data_yaml())
+        for split in ("train", "val"):
+            self._check_labels(config, split)
+            self._build_dataset(config, split, self._per_rank_batch(split))  # writes labels/<split>.cache once
+
+    def setup(self, stage: str) -> None:
+        """On every rank: resolve the data.yaml and build the datasets this stage needs."""
+        self.data_config = load_data_config(self._data_yaml())
+        if stage == "fit":
+            self.train_dataset = self._build_dataset(self.data_config, "train", self._per_rank_batch("train"))
+        if stage in {"fit", "validate"}:
+            self.val_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
+
+    def train_dataloader(self) -> DataLoader:
+        """Shuffled training batches, in the same order as Ultralytics' ``build_dataloader`` for the same seed."""
+        dataset = self.train_dataset
+        batch = min(self._per_rank_batch("train"), len(dataset))
+        world_size, rank = self._world()
+        seed = self.hparams.seed
+        if world_size > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+        else:
+            sampler = UltralyticsShuffleSampler(len(dataset), seed)
+        return self._loader(dataset, batch, sampler, self.hparams.workers, prefetch=4)
+
+    def val_dataloader(self) -> DataLoader:
+        """Validation batches in rect (aspect-sorted) order; under DDP each image goes to exactly one rank."""
+        dataset = self.val_dataset
+        batch = self._per_rank_batch("val")
+        world_size, rank = self._world()
+        sampler = ContiguousValSampler(dataset, world_size, rank, batch) if world_size > 1 else None
+        return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2)
+
+    def _loader(self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int) -> DataLoader:
+        """A DataLoader with Ultralytics' collate, worker seeding and worker-count rule (workers honoured on CPU)."""
+        batches = math.ceil((len(sampler) if sampler is not None else len(dataset)) / batch)
+        num_workers = min(os.cpu_count() or 1, workers, 0 if batches <= 1 else batches)
+        worker_seeds = torch.Generator()
+        worker_seeds.manual_seed(self.hparams.seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch,
+            sampler=sampler,
+            shuffle=False,
+            num_workers=num_workers,
+            prefetch_factor=prefetch if num_workers > 0 else None,
+            pin_memory=torch.cuda.is_available(),
+            collate_fn=dataset.collate_fn,
+            worker_init_fn=seed_worker,
+            generator=worker_seeds,
+        )
+
+    def _data_yaml(self) -> str:
+        """Path of the data.yaml, generating the embedded synthetic dataset for ``data="synthetic"``."""
+        data = self.hparams.data
+        return str(synthetic_data_yaml()) if data == "synthetic" else data
+
+    def _build_dataset(self, config: dict[str, Any], split: str, batch: int) -> Dataset:
+        """Ultralytics' ``build_yolo_dataset`` exactly as DetectionTrainer calls it (val: rect, pad 0.5)."""
+        mode = "train" if split == "train" else "val"
+        return build_yolo_dataset(
+            self.hyp, config[split], batch, config, mode=mode, rect=mode == "val", stride=GRID_STRIDE
+        )
+
+    def _check_labels(self, config: dict[str, Any], split: str) -> None:
+        """Warn about invalid label lines (their images are skipped); fail if a split has no usable image."""
+        paths = config[split] if isinstance(config[split], list) else [config[split]]
+        problems = [p for path in paths if os.path.isdir(path) for p in find_label_problems(path, config["nc"])]
+        if not problems:
+            return
+        message = report_label_problems(problems, split)
+        images = sum(count_images(path) for path in paths if os.path.isdir(path))
+        if len({p.file for p in problems}) >= images:
+            raise DatasetError(f"every image of the '{split}' split has an invalid label. {message}")
+        warnings.warn(message, stacklevel=2)
+
+    def _per_rank_batch(self, split: str) -> int:
+        """Per-rank batch: ``batch // world_size`` for training, twice that for validation."""
+        world_size, _ = self._world()
+        batch = self.hparams.batch // world_size
+        if batch < 1:
+            raise ValueError(f"batch={self.hparams.batch} is smaller than the number of processes ({world_size}).")
+        return batch if split == "train" else batch * 2
+
+    def _world(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached Trainer, (1, 0) without one."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+
+def _round_imgsz(imgsz: int) -> int:
+    """Round ``imgsz`` up to a multiple of the grid stride (32), warning with the value used, as Ultralytics does."""
+    if not isinstance(imgsz, int) or imgsz < 1:
+        raise ValueError(f"imgsz={imgsz!r} must be a positive integer (one side; training images are square).")
+    rounded = check_imgsz(imgsz, stride=GRID_STRIDE, min_dim=1, max_dim=1, floor=GRID_STRIDE)
+    if rounded != imgsz:
+        warnings.warn(f"imgsz={imgsz} is not a multiple of the stride {GRID_STRIDE}; using imgsz={rounded}.", stacklevel=3)
+    return rounded
+
+
+def close_dataset_mosaic(dataset: Dataset, hyp: IterableSimpleNamespace) -> None:
+    """Turn off mosaic/mixup/cutmix/copy-paste on an Ultralytics dataset, as DetectionTrainer does near the end."""
+    dataset.mosaic = False
+    dataset.close_mosaic(hyp=copy(hyp))

@@ -1,0 +1,64 @@
+"""Ultralytics train-argument names: which class owns each, and clear errors for unknown ones."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
+from ultralytics.utils import IterableSimpleNamespace
+
+MODULE_ARGS = frozenset(
+    {
+        "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
+        "warmup_bias_lr", "nbs", "cos_lr", "box", "cls", "dfl", "freeze", "conf", "iou", "max_det", "nms",
+        "agnostic_nms",
+    }
+)  # fmt: skip
+DATAMODULE_ARGS = frozenset(
+    {
+        "data", "imgsz", "batch", "workers", "seed", "cache", "fraction", "single_cls", "classes", "close_mosaic",
+        "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
+        "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "copy_paste_mode",
+    }
+)  # fmt: skip
+# Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns instead.
+LIGHTNING_EQUIVALENTS = {
+    "epochs": "lightning.Trainer(max_epochs=...)",
+    "time": "lightning.Trainer(max_time=...)",
+    "device": "lightning.Trainer(accelerator=..., devices=...)",
+    "amp": "lightning.Trainer(precision='16-mixed' or 'bf16-mixed')",
+    "half": "lightning.Trainer(precision='16-mixed' or 'bf16-mixed')",
+    "patience": "lightning.pytorch.callbacks.EarlyStopping(monitor='fitness', mode='max', patience=...)",
+    "deterministic": "lightning.Trainer(deterministic=...)",
+    "resume": "lightning.Trainer.fit(..., ckpt_path='last')",
+    "project": "lightning.Trainer(default_root_dir=...)",
+    "name": "lightning.Trainer(default_root_dir=...)",
+    "val": "lightning.Trainer(check_val_every_n_epoch=...)",
+    "pretrained": "YOLOModule(model='weights.pt')",
+    "model": "YOLOModule(model=...)",
+}
+
+
+def check_no_unknown_arguments(owner: str, unknown: dict[str, Any]) -> None:
+    """Raise a TypeError naming the first unknown argument and where it belongs or what it resembles."""
+    if not unknown:
+        return
+    name = next(iter(unknown))
+    own, other, other_owner = (
+        (MODULE_ARGS, DATAMODULE_ARGS, "YOLODataModule")
+        if owner == "YOLOModule"
+        else (DATAMODULE_ARGS, MODULE_ARGS, "YOLOModule")
+    )
+    if name in other:
+        raise TypeError(f"{owner} got '{name}', which is a {other_owner} argument: pass it to {other_owner}(...).")
+    if name in LIGHTNING_EQUIVALENTS:
+        raise TypeError(f"{owner} got '{name}': with Lightning it is set with {LIGHTNING_EQUIVALENTS[name]}.")
+    close = difflib.get_close_matches(name, sorted(own | other), n=1, cutoff=0.6)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    raise TypeError(f"{owner} got an unknown argument '{name}'.{hint} Valid arguments: {', '.join(sorted(own))}.")
+
+
+def ultralytics_namespace(**overrides: Any) -> IterableSimpleNamespace:
+    """Ultralytics' full train-argument namespace (``DEFAULT_CFG`` plus overrides), as its losses expect."""
+    return get_cfg(DEFAULT_CFG_DICT, overrides)

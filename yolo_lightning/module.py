@@ -1,0 +1,276 @@
+"""``YOLOModule``: an Ultralytics detector, its own loss and DetectionTrainer's recipe as a LightningModule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+from ultralytics.cfg import DEFAULT_CFG
+from ultralytics.models.rtdetr.val import RTDETRValidator
+from ultralytics.models.yolo.detect import DetectionValidator
+from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
+
+from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
+from yolo_lightning.hyperparameters import MODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
+from yolo_lightning.metrics import DetectionMetrics
+from yolo_lightning.models import build_detection_model
+from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
+
+D = DEFAULT_CFG
+DEFAULT_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step clips at this norm
+
+
+class YOLOModule(L.LightningModule):
+    """Train and validate an Ultralytics detector exactly as ``DetectionTrainer`` does, inside ``lightning.Trainer``.
+
+    Hyper-parameters keep Ultralytics' train-argument names and defaults. The network is built in ``setup`` once the
+    datamodule's class names are known (or at once when ``names`` is given, as when loading a checkpoint).
+
+    Args:
+        model: A model YAML shipped with Ultralytics (``yolo26n.yaml``, ``yolov8n.yaml``, ``rtdetr-l.yaml``...), a YAML
+            path, or a local ``.pt`` checkpoint whose weights are transferred (also when ``nc`` differs).
+        freeze: Ultralytics' ``freeze``: the first N layers, or a list of layer indices / parameter-name fragments.
+        conf, iou, max_det, nms, agnostic_nms: validation settings, as ``DetectionValidator`` uses them
+            (``nms=False`` validates YOLO26's end-to-end one-to-one head).
+        names: class names; taken from the datamodule when omitted.
+    """
+
+    def __init__(
+        self,
+        model: str = "yolo26n.yaml",
+        optimizer: str = D.optimizer,
+        lr0: float = D.lr0,
+        lrf: float = D.lrf,
+        momentum: float = D.momentum,
+        weight_decay: float = D.weight_decay,
+        warmup_epochs: float = D.warmup_epochs,
+        warmup_momentum: float = D.warmup_momentum,
+        warmup_bias_lr: float = D.warmup_bias_lr,
+        nbs: int = D.nbs,
+        cos_lr: bool = D.cos_lr,
+        box: float = D.box,
+        cls: float = D.cls,
+        dfl: float = D.dfl,
+        freeze: int | list[int | str] | None = None,
+        conf: float | None = None,
+        iou: float = D.iou,
+        max_det: int = D.max_det,
+        nms: bool | None = None,
+        agnostic_nms: bool = D.agnostic_nms,
+        names: dict[int, str] | None = None,
+        **unknown: Any,
+    ) -> None:
+        super().__init__()
+        check_no_unknown_arguments("YOLOModule", unknown)
+        if nbs < 1:
+            raise ValueError(f"nbs={nbs} must be >= 1.")
+        self.save_hyperparameters()
+        self.model: DetectionModel | None = None
+        self.val_metrics: DetectionMetrics | None = None
+        self._validator: DetectionValidator | None = None
+        self._warmup: Warmup | None = None
+        self._accumulate = 1
+        self._last_opt_step = -1
+        self._zero_grad_due = True
+        if names is not None:
+            self._build(names)
+
+    # ----------------------------------------------------------------------------------------------- model & data
+    def setup(self, stage: str) -> None:
+        """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
+        if self.model is None:
+            self._build(self._datamodule_names())
+        self.model.args = self._ultralytics_args()
+        self.model.end2end = self.hparams.nms is False
+        self._validator = self._make_validator()
+
+    def _build(self, names: dict[int, str]) -> None:
+        """Build the detector and its metric for ``names``; apply ``freeze``."""
+        names = {int(k): str(v) for k, v in names.items()}
+        self.hparams.names = names  # saved with checkpoints: load_from_checkpoint rebuilds the same network
+        self.model = build_detection_model(self.hparams.model, nc=len(names), names=names)
+        self.val_metrics = DetectionMetrics(names)
+        self._freeze_layer_names = self._apply_freeze()
+
+    def _datamodule_names(self) -> dict[int, str]:
+        """Class names from the attached datamodule."""
+        names = getattr(getattr(self._trainer, "datamodule", None), "names", None)
+        if names is None:
+            raise ValueError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
+        return names
+
+    def _ultralytics_args(self):
+        """The IterableSimpleNamespace Ultralytics' losses and validator read (``model.args``)."""
+        trainer = self._trainer
+        epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs and trainer.max_epochs > 0 else 1
+        datamodule = getattr(trainer, "datamodule", None)
+        data_args = {k: datamodule.hparams[k] for k in ("imgsz", "batch", "single_cls")} if datamodule else {}
+        module_args = {k: self.hparams[k] for k in MODULE_ARGS}
+        return ultralytics_namespace(**module_args, **data_args, epochs=epochs, task="detect")
+
+    def _make_validator(self) -> DetectionValidator:
+        """A DetectionValidator (RTDETRValidator for RT-DETR) whose NMS and matching validation_step reuses."""
+        validator_class = RTDETRValidator if isinstance(self.model, RTDETRDetectionModel) else DetectionValidator
+        save_dir = Path(self._trainer.default_root_dir) if self._trainer is not None else Path.cwd()
+        validator = validator_class(save_dir=save_dir, args={**vars(self.model.args), "plots": False, "mode": "val"})
+        validator.names, validator.nc = self.model.names, len(self.model.names)
+        validator.end2end = self.model.end2end
+        if validator.end2end:
+            self.model.set_head_attr(max_det=validator.args.max_det, agnostic_nms=validator.args.agnostic_nms)
+        return validator
+
+    # -------------------------------------------------------------------------------------------------- freezing
+    def _apply_freeze(self) -> list[str]:
+        """Ultralytics' freeze: listed layers and ``.dfl`` frozen, every other float parameter trainable."""
+        freeze = self.hparams.freeze
+        layers = list(range(freeze)) if isinstance(freeze, int) else list(freeze or [])
+        depth = len(self.model.model)
+        for layer in layers:
+            if isinstance(layer, int) and not 0 <= layer < depth:
+                raise ValueError(f"freeze={freeze!r}: layer {layer} does not exist (the model has layers 0..{depth - 1}).")
+        names = [f"model.{x}." for x in layers] + [".dfl"]
+        for name, param in self.model.named_parameters():
+            if any(fragment in name for fragment in names):
+                param.requires_grad = False
+            elif param.dtype.is_floating_point:
+                param.requires_grad = True
+        if not any(p.requires_grad for p in self.model.parameters()):
+            raise ValueError(f"freeze={freeze!r} freezes every parameter: nothing would train.")
+        return names
+
+    def _keep_frozen_batchnorm_in_eval(self) -> None:
+        """Frozen layers' BatchNorm stays in eval mode (Lightning's ``model.train()`` would undo it)."""
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.BatchNorm2d) and any(f in name for f in self._freeze_layer_names):
+                module.eval()
+
+    def on_train_epoch_start(self) -> None:
+        """Re-apply eval mode to frozen BatchNorm layers at each epoch start."""
+        self._keep_frozen_batchnorm_in_eval()
+
+    def on_validation_model_train(self) -> None:
+        """Back to train mode after validation, frozen BatchNorm excepted."""
+        super().on_validation_model_train()
+        self._keep_frozen_batchnorm_in_eval()
+
+    # ---------------------------------------------------------------------------------------------- optimisation
+    def configure_callbacks(self) -> list[L.Callback]:
+        """DetectionTrainer's EMA and close_mosaic, so a plain ``Trainer().fit`` runs the full recipe."""
+        return [UltralyticsEMA(), CloseMosaic()]
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        """Ultralytics' parameter groups (and ``optimizer="auto"`` rule) with its per-epoch LambdaLR."""
+        loader = self._train_loader()
+        epochs = self.trainer.max_epochs
+        optimizer = build_optimizer(
+            self.model, self.model.args, len(self.model.names), self._global_batch(), len(loader.dataset), epochs
+        )
+        schedule = lr_lambda(self.model.args.cos_lr, self.model.args.lrf, epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "epoch"}}
+
+    def on_train_start(self) -> None:
+        """Fix the warmup length and nominal accumulation; fast-forward YOLO26's E2E loss schedule on resume."""
+        args = self.model.args
+        self._warmup = Warmup.from_args(args, self._global_batch(), self.trainer.num_training_batches, self.trainer.max_epochs)
+        self._lr_factor = lr_lambda(args.cos_lr, args.lrf, self.trainer.max_epochs)
+        if self.current_epoch > 0 and hasattr(self.model.init_criterion(), "update"):
+            self.model.criterion = self.model.init_criterion()
+            self.model.criterion.updates = self.current_epoch - 1
+            self.model.criterion.update()
+
+    def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""
+        ni = batch_idx + self.trainer.num_training_batches * self.current_epoch
+        self._accumulate = self._warmup.apply(self.trainer.optimizers[0], ni, self._lr_factor(self.current_epoch))
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
+        """Step only when ``accumulate`` batches have been back-propagated since the last step (nominal batch)."""
+        ni = batch_idx + self.trainer.num_training_batches * epoch
+        if ni - self._last_opt_step >= self._accumulate:
+            optimizer.step(closure=optimizer_closure)  # backward, unscale, configure_gradient_clipping, step
+            self._last_opt_step = ni
+            self._zero_grad_due = True
+        else:
+            optimizer_closure()  # forward + backward only: gradients keep accumulating
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        """Zero gradients only after a real optimizer step, so accumulated batches add up."""
+        if self._zero_grad_due:
+            optimizer.zero_grad()
+            self._zero_grad_due = False
+
+    def on_validation_model_zero_grad(self) -> None:
+        """Keep gradients accumulated before an epoch-end validation: BaseTrainer accumulates across epochs."""
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """Clip the (already unscaled) gradient norm at 10.0 like DetectionTrainer, or at the Trainer's value if set."""
+        max_norm = DEFAULT_MAX_NORM if gradient_clip_val is None else gradient_clip_val
+        if max_norm > 0:
+            self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+
+    # ------------------------------------------------------------------------------------------- steps & logging
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        """Ultralytics' loss, scaled like DetectionTrainer's (sum over the batch, times world size under DDP)."""
+        batch = self._preprocess(batch)
+        loss, loss_items = self.model.loss(batch)
+        self.log_dict({f"train/{k}": v for k, v in loss_items.items()}, on_step=False, on_epoch=True, batch_size=1)
+        return loss.sum() * self.trainer.world_size
+
+    def on_train_epoch_end(self) -> None:
+        """Advance YOLO26's one-to-many/one-to-one loss weights and log each group's learning rate."""
+        if hasattr(self.model.criterion, "update"):
+            self.model.criterion.update()
+        for i, group in enumerate(self.trainer.optimizers[0].param_groups):
+            self.log(f"lr/pg{i}", group["lr"], on_epoch=True)
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Validation loss plus NMS and IoU matching by DetectionValidator's own methods, into ``val_metrics``."""
+        batch = self._preprocess(batch)
+        preds = self.model(batch["img"])
+        _, loss_items = self.model.loss(batch, preds)
+        self.log_dict({f"val/{k}": v for k, v in loss_items.items()}, on_epoch=True, batch_size=1, sync_dist=True)
+        for i, detections in enumerate(self._validator.postprocess(preds)):
+            target = self._validator._prepare_batch(i, batch)
+            tp = self._validator._process_batch(detections, target)["tp"]
+            self.val_metrics.update(torch.from_numpy(tp), detections["conf"], detections["cls"], target["cls"])
+
+    def on_validation_epoch_end(self) -> None:
+        """Log Ultralytics' metric keys, computed over every rank's images."""
+        results = self.val_metrics.compute()
+        self.val_metrics.reset()
+        self.log_dict(results)
+        if not self.trainer.sanity_checking:
+            rank_zero_info("  ".join(f"{k} {float(v):.4f}" for k, v in results.items()))
+
+    def _preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """DetectionTrainer.preprocess_batch: uint8 images to float in [0, 1] (the batch is already on the device)."""
+        batch["img"] = batch["img"].float() / 255
+        return batch
+
+    # -------------------------------------------------------------------------------------------------- helpers
+    def _train_loader(self):
+        """The training DataLoader (forces Lightning to set it up, as configure_optimizers runs before that)."""
+        _ = self.trainer.estimated_stepping_batches
+        return self.trainer.train_dataloader
+
+    def _global_batch(self) -> int:
+        """Ultralytics' ``batch``: the batch size over all ranks."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and hasattr(datamodule, "batch"):
+            return datamodule.batch
+        return self._train_loader().batch_size * self.trainer.world_size
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the accumulation cadence so a resumed run steps on the same batches."""
+        checkpoint["yolo_lightning"] = {"last_opt_step": self._last_opt_step}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the accumulation cadence of a resumed run."""
+        self._last_opt_step = checkpoint.get("yolo_lightning", {}).get("last_opt_step", -1)

@@ -24,7 +24,8 @@ from yolo_lightning.dataset_checks import (
     load_data_config,
     report_label_problems,
 )
-from yolo_lightning.hyperparameters import check_no_unknown_arguments, ultralytics_namespace
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.hyperparameters import DATAMODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
 from yolo_lightning.synthetic import synthetic_data_yaml
 
 D = DEFAULT_CFG
@@ -112,14 +113,14 @@ class YOLODataModule(L.LightningDataModule):
         super().__init__()
         check_no_unknown_arguments("YOLODataModule", unknown)
         if not isinstance(batch, int) or batch < 1:
-            raise ValueError(f"batch={batch!r} must be an integer >= 1 (Ultralytics' AutoBatch, batch=-1, is not supported).")
+            raise ConfigurationError(f"batch={batch!r} must be an integer >= 1 (Ultralytics' AutoBatch, batch=-1, is not supported).")
         if workers < 0:
-            raise ValueError(f"workers={workers!r} must be >= 0.")
+            raise ConfigurationError(f"workers={workers!r} must be >= 0.")
         imgsz = _round_imgsz(imgsz)
         self.save_hyperparameters()
         self.hparams.imgsz = imgsz
         self.hyp: IterableSimpleNamespace = ultralytics_namespace(
-            **{k: v for k, v in self.hparams.items() if k not in {"data", "batch", "workers"}}, task="detect"
+            **{k: self.hparams[k] for k in DATAMODULE_ARGS - {"data", "batch", "workers"}}, task="detect"
         )
         self.data_config: dict[str, Any] | None = None
         self.train_dataset: Dataset | None = None
@@ -220,7 +221,7 @@ class YOLODataModule(L.LightningDataModule):
         world_size, _ = self._world()
         batch = self.hparams.batch // world_size
         if batch < 1:
-            raise ValueError(f"batch={self.hparams.batch} is smaller than the number of processes ({world_size}).")
+            raise ConfigurationError(f"batch={self.hparams.batch} is smaller than the number of processes ({world_size}).")
         return batch if split == "train" else batch * 2
 
     def _world(self) -> tuple[int, int]:
@@ -232,7 +233,7 @@ class YOLODataModule(L.LightningDataModule):
 def _round_imgsz(imgsz: int) -> int:
     """Round ``imgsz`` up to a multiple of the grid stride (32), warning with the value used, as Ultralytics does."""
     if not isinstance(imgsz, int) or imgsz < 1:
-        raise ValueError(f"imgsz={imgsz!r} must be a positive integer (one side; training images are square).")
+        raise ConfigurationError(f"imgsz={imgsz!r} must be a positive integer (one side; training images are square).")
     rounded = check_imgsz(imgsz, stride=GRID_STRIDE, min_dim=1, max_dim=1, floor=GRID_STRIDE)
     if rounded != imgsz:
         warnings.warn(f"imgsz={imgsz} is not a multiple of the stride {GRID_STRIDE}; using imgsz={rounded}.", stacklevel=3)

@@ -14,13 +14,15 @@ import yaml
 from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
 from ultralytics.utils import DATASETS_DIR
 
+from yolo_lightning.errors import ConfigurationError
+
 ImageSource = str | Path | Sequence[str | Path]
 
 _YAML_SUFFIXES = (".yaml", ".yml")
 _COORD_TOLERANCE = 0.01  # verify_image_label accepts values in [-0.01, 1.01]
 
 
-class DatasetError(ValueError):
+class DatasetError(ConfigurationError):
     """A dataset configuration or label problem, with a message naming the culprit."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 from ultralytics.cfg import DEFAULT_CFG_DICT, get_cfg
 from ultralytics.utils import IterableSimpleNamespace
 
+from yolo_lightning.errors import ConfigurationError
+
 MODULE_ARGS = frozenset(
     {
         "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
@@ -40,8 +42,12 @@ LIGHTNING_EQUIVALENTS = {
 }
 
 
+class UnknownArgumentError(ConfigurationError, TypeError):
+    """An argument name that neither YOLOModule nor YOLODataModule takes."""
+
+
 def check_no_unknown_arguments(owner: str, unknown: dict[str, Any]) -> None:
-    """Raise a TypeError naming the first unknown argument and where it belongs or what it resembles."""
+    """Raise an UnknownArgumentError naming the first unknown argument and where it belongs or what it resembles."""
     if not unknown:
         return
     name = next(iter(unknown))
@@ -51,12 +57,12 @@ def check_no_unknown_arguments(owner: str, unknown: dict[str, Any]) -> None:
         else (DATAMODULE_ARGS, MODULE_ARGS, "YOLOModule")
     )
     if name in other:
-        raise TypeError(f"{owner} got '{name}', which is a {other_owner} argument: pass it to {other_owner}(...).")
+        raise UnknownArgumentError(f"{owner} got '{name}', which is a {other_owner} argument: pass it to {other_owner}(...).")
     if name in LIGHTNING_EQUIVALENTS:
-        raise TypeError(f"{owner} got '{name}': with Lightning it is set with {LIGHTNING_EQUIVALENTS[name]}.")
-    close = difflib.get_close_matches(name, sorted(own | other), n=1, cutoff=0.6)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise TypeError(f"{owner} got an unknown argument '{name}'.{hint} Valid arguments: {', '.join(sorted(own))}.")
+        raise UnknownArgumentError(f"{owner} got '{name}': with Lightning it is set with {LIGHTNING_EQUIVALENTS[name]}.")
+    close = difflib.get_close_matches(name, sorted(own | other), n=2, cutoff=0.6)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownArgumentError(f"{owner} got an unknown argument '{name}'.{hint} Valid arguments: {', '.join(sorted(own))}.")
 
 
 def ultralytics_namespace(**overrides: Any) -> IterableSimpleNamespace:

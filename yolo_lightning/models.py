@@ -6,9 +6,10 @@ import difflib
 from pathlib import Path
 
 from torch import nn
+import ultralytics
 from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel, load_checkpoint, yaml_model_load
 
-import ultralytics
+from yolo_lightning.errors import ConfigurationError
 
 _MODEL_CFG_DIR = Path(ultralytics.__file__).parent / "cfg" / "models"
 _SCALES = "nslmx"
@@ -27,7 +28,7 @@ def build_detection_model(model: str, nc: int, names: dict[int, str]) -> Detecti
     elif str(model).endswith((".yaml", ".yml")):
         cfg = _load_model_yaml(model)
     else:
-        raise ValueError(f"model={model!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
+        raise ConfigurationError(f"model={model!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
     model_class = RTDETRDetectionModel if is_rtdetr_config(cfg) else DetectionModel
     detector = model_class(cfg, nc=nc, verbose=False)
     detector.names = dict(names)  # before load(), so class heads can remap by name like Ultralytics
@@ -44,7 +45,7 @@ def is_rtdetr_config(cfg: dict) -> bool:
 def _load_weights(path: str) -> nn.Module:
     """Load an Ultralytics ``.pt`` checkpoint from a local file (pretrained weights cannot be downloaded offline)."""
     if not Path(path).is_file():
-        raise FileNotFoundError(
+        raise ConfigurationError(
             f"model={path!r}: no such weights file. Pretrained weights are not downloaded; pass a local .pt "
             f"or build from a YAML such as {Path(path).stem}.yaml."
         )
@@ -59,7 +60,7 @@ def _load_model_yaml(name: str) -> dict:
     except FileNotFoundError:
         close = difflib.get_close_matches(Path(name).name, known_model_yamls(), n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(
+        raise ConfigurationError(
             f"model={name!r}: no such model YAML (neither a file nor a model shipped with Ultralytics).{hint}"
         ) from None
 

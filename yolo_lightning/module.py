@@ -16,6 +16,7 @@ from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
+from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.hyperparameters import MODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
 from yolo_lightning.metrics import DetectionMetrics
 from yolo_lightning.models import build_detection_model
@@ -68,7 +69,7 @@ class YOLOModule(L.LightningModule):
         super().__init__()
         check_no_unknown_arguments("YOLOModule", unknown)
         if nbs < 1:
-            raise ValueError(f"nbs={nbs} must be >= 1.")
+            raise ConfigurationError(f"nbs={nbs} must be >= 1.")
         self.save_hyperparameters()
         self.model: DetectionModel | None = None
         self.val_metrics: DetectionMetrics | None = None
@@ -101,7 +102,7 @@ class YOLOModule(L.LightningModule):
         """Class names from the attached datamodule."""
         names = getattr(getattr(self._trainer, "datamodule", None), "names", None)
         if names is None:
-            raise ValueError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
+            raise ConfigurationError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
         return names
 
     def _ultralytics_args(self):
@@ -132,7 +133,7 @@ class YOLOModule(L.LightningModule):
         depth = len(self.model.model)
         for layer in layers:
             if isinstance(layer, int) and not 0 <= layer < depth:
-                raise ValueError(f"freeze={freeze!r}: layer {layer} does not exist (the model has layers 0..{depth - 1}).")
+                raise ConfigurationError(f"freeze={freeze!r}: layer {layer} does not exist (the model has layers 0..{depth - 1}).")
         names = [f"model.{x}." for x in layers] + [".dfl"]
         for name, param in self.model.named_parameters():
             if any(fragment in name for fragment in names):
@@ -140,7 +141,7 @@ class YOLOModule(L.LightningModule):
             elif param.dtype.is_floating_point:
                 param.requires_grad = True
         if not any(p.requires_grad for p in self.model.parameters()):
-            raise ValueError(f"freeze={freeze!r} freezes every parameter: nothing would train.")
+            raise ConfigurationError(f"freeze={freeze!r} freezes every parameter: nothing would train.")
         return names
 
     def _keep_frozen_batchnorm_in_eval(self) -> None:
@@ -172,6 +173,16 @@ class YOLOModule(L.LightningModule):
         )
         schedule = lr_lambda(self.model.args.cos_lr, self.model.args.lrf, epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "epoch"}}
+
+    def on_fit_start(self) -> None:
+        """Reject Lightning settings that would bypass the nominal-batch recipe."""
+        if self.trainer.accumulate_grad_batches != 1:
+            raise ConfigurationError(
+                f"Trainer(accumulate_grad_batches={self.trainer.accumulate_grad_batches}) is not supported: "
+                f"YOLOModule accumulates to the nominal batch itself; set YOLOModule(nbs=...) instead."
+            )
+        if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
+            raise ConfigurationError("YOLOModule's LR schedule needs Trainer(max_epochs=N) with N >= 1.")
 
     def on_train_start(self) -> None:
         """Fix the warmup length and nominal accumulation; fast-forward YOLO26's E2E loss schedule on resume."""

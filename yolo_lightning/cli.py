@@ -1,0 +1,45 @@
+"""``yolo-lightning`` command line: LightningCLI over YOLOModule and YOLODataModule."""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities import rank_zero_info
+
+from yolo_lightning.datamodule import YOLODataModule
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.module import YOLOModule
+
+RESULT_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
+
+
+class YOLOLightningCLI(LightningCLI):
+    """LightningCLI with yolo-lightning's model and data classes; prints Ultralytics-style results after each run."""
+
+    def after_fit(self) -> None:
+        """Print the last validation's metrics."""
+        self._print_results("fit")
+
+    def after_validate(self) -> None:
+        """Print the validation metrics."""
+        self._print_results("validate")
+
+    def _print_results(self, stage: str) -> None:
+        metrics = self.trainer.callback_metrics
+        lines = [f"  {key:<22} {float(metrics[key]):.4f}" for key in RESULT_KEYS if key in metrics]
+        if lines:
+            rank_zero_info(f"yolo-lightning {stage} results:\n" + "\n".join(lines))
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``yolo-lightning`` console script; bad input exits with one line, status 2."""
+    try:
+        YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
+    except ConfigurationError as error:
+        sys.stderr.write(f"yolo-lightning: error: {error}\n")
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -31,6 +31,7 @@ def build_detection_model(model: str, nc: int, names: dict[int, str]) -> Detecti
         raise ConfigurationError(f"model={model!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
     model_class = RTDETRDetectionModel if is_rtdetr_config(cfg) else DetectionModel
     detector = model_class(cfg, nc=nc, verbose=False)
+    detector.nc = nc  # as DetectionTrainer.set_model_attributes (RT-DETR's loss reads it)
     detector.names = dict(names)  # before load(), so class heads can remap by name like Ultralytics
     if weights is not None:
         detector.load(weights, verbose=False)

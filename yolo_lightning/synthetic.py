@@ -23,6 +23,7 @@ _MAX_OBJECTS = 4
 _SIZE_RANGE = (0.15, 0.45)  # bounding-box side as a fraction of the image side
 _MAX_IOU = 0.15  # mild overlap between objects of one image
 _NOISE_STD = 6.0
+_TILT = np.pi / 12  # max rotation of squares and triangles (15 degrees)
 _MIN_CONTRAST = 110.0  # minimum RGB distance between an object and the background under it
 _SHIFT = 4  # cv2 sub-pixel bits
 _SPLITS = ("train", "val")
@@ -167,16 +168,15 @@ def _place(
 
 def _outline(rng: np.random.Generator, cls: int, side: float) -> np.ndarray:
     """Vertices (N,2) of a shape of class `cls` centred on the origin whose larger box side is about `side`."""
-    angle = rng.uniform(0, 2 * np.pi)
-    if cls == 0:  # square, tilted at most 20 degrees so it stays distinct from a diamond
-        radii, count, angle = np.ones(4), 4, np.pi / 4 + rng.uniform(-np.pi / 9, np.pi / 9)
+    if cls == 0:  # square, tilted a little
+        radii, angle = np.ones(4), np.pi / 4 + rng.uniform(-_TILT, _TILT)
     elif cls == 1:  # circle: a dense polygon gives its exact box, drawn with cv2.circle
-        radii, count = np.ones(64), 64
-    elif cls == 2:  # triangle, equilateral
-        radii, count = np.ones(3), 3
-    else:  # star, five points
-        radii, count = np.tile([1.0, 0.45], 5), 10
-    theta = angle + 2 * np.pi * np.arange(count) / count
+        radii, angle = np.ones(64), 0.0
+    elif cls == 2:  # equilateral triangle, apex up, tilted a little
+        radii, angle = np.ones(3), -np.pi / 2 + rng.uniform(-_TILT, _TILT)
+    else:  # five-pointed star, any orientation
+        radii, angle = np.tile([1.0, 0.45], 5), rng.uniform(0, 2 * np.pi)
+    theta = angle + 2 * np.pi * np.arange(len(radii)) / len(radii)
     points = radii[:, None] * np.stack([np.cos(theta), np.sin(theta)], 1)
     return points * side / (points.max(0) - points.min(0)).max()
 

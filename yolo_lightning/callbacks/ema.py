@@ -29,7 +29,7 @@ class UltralyticsEMA(WeightAveraging):
             raise ValueError(f"decay={decay} must be in [0, 1).")
         if tau <= 0:
             raise ValueError(f"tau={tau} must be > 0.")
-        super().__init__(use_buffers=True, avg_fn=self._blend)
+        super().__init__(use_buffers=True, multi_avg_fn=self._blend)
         self.decay = decay
         self.tau = tau
         self._stepped = False
@@ -39,12 +39,13 @@ class UltralyticsEMA(WeightAveraging):
         """Number of optimizer steps averaged so far (Ultralytics' ``ModelEMA.updates``)."""
         return 0 if self._average_model is None else int(self._average_model.n_averaged) - 1
 
-    def _blend(self, average: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor) -> torch.Tensor:
-        """One ModelEMA step; ``n_averaged`` counts the initial copy, so it equals Ultralytics' incremented ``updates``."""
-        if not average.is_floating_point():
-            return current  # integer buffers (BatchNorm's num_batches_tracked) follow the model
+    def _blend(self, averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
+        """One ModelEMA step over a same-dtype group; ``n_averaged`` counts the initial copy (= Ultralytics' updates)."""
+        if not averages[0].is_floating_point():
+            torch._foreach_copy_(averages, currents)  # integer buffers (BatchNorm's num_batches_tracked)
+            return
         d = self.decay * (1 - math.exp(-int(n_averaged) / self.tau))
-        return torch.lerp(average, current, 1 - d)  # the same op as ModelEMA's _foreach_lerp_
+        torch._foreach_lerp_(averages, currents, 1 - d)  # the same op as Ultralytics' ModelEMA.update
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
         """Note that this batch ends with a real optimizer step (called only inside ``optimizer.step``)."""
@@ -77,5 +78,5 @@ class UltralyticsEMA(WeightAveraging):
         """Copy the module into an ``AveragedModel`` whose first 'update' is the copy itself (``n_averaged`` = 1)."""
         if self._average_model is not None:
             return
-        self._average_model = AveragedModel(pl_module, device=self._device, use_buffers=True, avg_fn=self._blend)
+        self._average_model = AveragedModel(pl_module, device=self._device, use_buffers=True, multi_avg_fn=self._blend)
         self._average_model.update_parameters(pl_module)

@@ -14,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.data.build import ContiguousDistributedSampler, build_yolo_dataset, seed_worker
+from ultralytics.models.rtdetr.val import RTDETRDataset
 from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
 
@@ -198,8 +199,15 @@ class YOLODataModule(L.LightningDataModule):
         return str(synthetic_data_yaml()) if data == "synthetic" else data
 
     def _build_dataset(self, config: dict[str, Any], split: str, batch: int) -> Dataset:
-        """Ultralytics' ``build_yolo_dataset`` exactly as DetectionTrainer calls it (val: rect, pad 0.5)."""
+        """The dataset DetectionTrainer builds (val: rect, pad 0.5), or RTDETRTrainer's for an RT-DETR module."""
         mode = "train" if split == "train" else "val"
+        if getattr(self.trainer and self.trainer.lightning_module, "is_rtdetr", False):
+            return RTDETRDataset(
+                img_path=config[split], imgsz=self.hyp.imgsz, batch_size=batch, augment=mode == "train",
+                hyp=self.hyp, rect=False, cache=self.hyp.cache or None, single_cls=self.hyp.single_cls,
+                prefix=f"{mode}: ", classes=self.hyp.classes, data=config,
+                fraction=self.hyp.fraction if mode == "train" else 1.0,
+            )  # fmt: skip
         return build_yolo_dataset(
             self.hyp, config[split], batch, config, mode=mode, rect=mode == "val", stride=GRID_STRIDE
         )

@@ -38,6 +38,12 @@ def build_detection_model(model: str, nc: int, names: dict[int, str]) -> Detecti
     return detector
 
 
+def is_rtdetr_source(model: str) -> bool:
+    """True when a model YAML or ``.pt`` checkpoint describes an RT-DETR detector."""
+    cfg = _load_weights(model).yaml if str(model).endswith(".pt") else _load_model_yaml(model)
+    return is_rtdetr_config(cfg)
+
+
 def is_rtdetr_config(cfg: dict) -> bool:
     """True when a parsed model YAML ends in an RT-DETR decoder head."""
     return any("RTDETRDecoder" in str(layer[2]) for layer in cfg.get("head", []))

@@ -19,7 +19,7 @@ from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.hyperparameters import MODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
 from yolo_lightning.metrics import DetectionMetrics
-from yolo_lightning.models import build_detection_model
+from yolo_lightning.models import build_detection_model, is_rtdetr_source
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
 
 D = DEFAULT_CFG
@@ -82,6 +82,13 @@ class YOLOModule(L.LightningModule):
             self._build(names)
 
     # ----------------------------------------------------------------------------------------------- model & data
+    @property
+    def is_rtdetr(self) -> bool:
+        """True for an RT-DETR detector (the datamodule then serves RTDETRDataset, as RTDETRTrainer does)."""
+        if self.model is not None:
+            return isinstance(self.model, RTDETRDetectionModel)
+        return is_rtdetr_source(self.hparams.model)
+
     def setup(self, stage: str) -> None:
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
         if self.model is None:
@@ -116,7 +123,7 @@ class YOLOModule(L.LightningModule):
 
     def _make_validator(self) -> DetectionValidator:
         """A DetectionValidator (RTDETRValidator for RT-DETR) whose NMS and matching validation_step reuses."""
-        validator_class = RTDETRValidator if isinstance(self.model, RTDETRDetectionModel) else DetectionValidator
+        validator_class = RTDETRValidator if self.is_rtdetr else DetectionValidator
         save_dir = Path(self._trainer.default_root_dir) if self._trainer is not None else Path.cwd()
         validator = validator_class(save_dir=save_dir, args={**vars(self.model.args), "plots": False, "mode": "val"})
         validator.names, validator.nc = self.model.names, len(self.model.names)

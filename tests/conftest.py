@@ -25,3 +25,27 @@ def tiny_data_yaml(session_dir: Path) -> Path:
     from yolo_lightning.synthetic import synthetic_data_yaml
 
     return synthetic_data_yaml(session_dir / "tiny", n_train=24, n_val=8, imgsz=64, seed=0)
+
+
+@pytest.fixture(scope="session")
+def standard_data_yaml(session_dir: Path) -> Path:
+    """The embedded synthetic dataset at its default size (what the demo trains on)."""
+    from yolo_lightning.synthetic import synthetic_data_yaml
+
+    return synthetic_data_yaml(session_dir / "standard")
+
+
+@pytest.fixture(scope="session")
+def trained_weights(session_dir: Path, standard_data_yaml: Path) -> Path:
+    """yolo26n trained briefly by Ultralytics' own trainer (so validation numbers are not all zero): its best.pt."""
+    from ultralytics import YOLO
+
+    YOLO("yolo26n.yaml").train(
+        data=str(standard_data_yaml), epochs=TRAINED_EPOCHS, imgsz=64, batch=16, nbs=16, workers=0, device="cpu",
+        optimizer="AdamW", lr0=0.003, warmup_epochs=1, close_mosaic=3, plots=False, seed=0, verbose=False,
+        project=str(session_dir / "runs"), name="trained", exist_ok=True,
+    )  # fmt: skip
+    return session_dir / "runs" / "trained" / "weights" / "best.pt"
+
+
+TRAINED_EPOCHS = 12

@@ -126,6 +126,8 @@ class YOLODataModule(L.LightningDataModule):
         self.data_config: dict[str, Any] | None = None
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
+        self.test_dataset: Dataset | None = None
+        self.predict_dataset: Dataset | None = None
 
     @property
     def batch(self) -> int:
@@ -142,7 +144,9 @@ class YOLODataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Once per node: write the synthetic dataset if asked, check labels, build the label caches."""
         config = load_data_config(self._data_yaml())
-        for split in ("train", "val"):
+        for split in ("train", "val", "test"):
+            if not config.get(split):
+                continue
             self._check_labels(config, split)
             self._build_dataset(config, split, self._per_rank_batch(split))  # writes labels/<split>.cache once
 
@@ -153,6 +157,12 @@ class YOLODataModule(L.LightningDataModule):
             self.train_dataset = self._build_dataset(self.data_config, "train", self._per_rank_batch("train"))
         if stage in {"fit", "validate"}:
             self.val_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
+        if stage == "test":
+            if not self.data_config.get("test"):
+                raise DatasetError(f"{self.data_config['yaml_file']}: no 'test:' split to test on; use validate instead.")
+            self.test_dataset = self._build_dataset(self.data_config, "test", self._per_rank_batch("val"))
+        if stage == "predict":
+            self.predict_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, in the same order as Ultralytics' ``build_dataloader`` for the same seed."""
@@ -168,11 +178,22 @@ class YOLODataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in rect (aspect-sorted) order; under DDP each image goes to exactly one rank."""
-        dataset = self.val_dataset
+        return self._evaluation_loader(self.val_dataset)
+
+    def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
+        """Unshuffled batches of twice the training batch, each image on exactly one rank."""
         batch = self._per_rank_batch("val")
         world_size, rank = self._world()
         sampler = ContiguousValSampler(dataset, world_size, rank, batch) if world_size > 1 else None
         return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2)
+
+    def test_dataloader(self) -> DataLoader:
+        """The ``test`` split, batched and sharded like validation."""
+        return self._evaluation_loader(self.test_dataset)
+
+    def predict_dataloader(self) -> DataLoader:
+        """The ``val`` split's images, batched like validation, for ``predict``."""
+        return self._evaluation_loader(self.predict_dataset)
 
     def _loader(self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int) -> DataLoader:
         """A DataLoader with Ultralytics' collate, worker seeding and worker-count rule (workers honoured on CPU)."""

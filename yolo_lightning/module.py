@@ -267,6 +267,25 @@ class YOLOModule(L.LightningModule):
         if not self.trainer.sanity_checking:
             rank_zero_info("  ".join(f"{k} {float(v):.4f}" for k, v in results.items()))
 
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Evaluate the ``test`` split exactly like validation."""
+        self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_end(self) -> None:
+        """Log the test split's metrics under Ultralytics' keys."""
+        self.on_validation_epoch_end()
+
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
+        """Detections per image after NMS, boxes as xyxy pixels of the original image (like ``Results.boxes``)."""
+        batch = self._preprocess(batch)
+        detections = self._validator.postprocess(self.model(batch["img"]))
+        results = []
+        for i, found in enumerate(detections):
+            image = self._validator._prepare_batch(i, batch)
+            boxes = self._validator.scale_preds(found, image)["bboxes"]
+            results.append({"im_file": image["im_file"], "boxes": boxes, "conf": found["conf"], "cls": found["cls"]})
+        return results
+
     def _preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
         """DetectionTrainer.preprocess_batch: uint8 images to float in [0, 1] (the batch is already on the device)."""
         batch["img"] = batch["img"].float() / 255

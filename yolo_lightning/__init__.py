@@ -6,7 +6,8 @@ set_offline_environment()  # before anything imports ultralytics
 provide_local_fonts()
 
 from yolo_lightning.datamodule import YOLODataModule  # noqa: E402
+from yolo_lightning.export import export_ultralytics  # noqa: E402
 from yolo_lightning.module import YOLOModule  # noqa: E402
 
-__all__ = ["YOLODataModule", "YOLOModule"]
+__all__ = ["YOLODataModule", "YOLOModule", "export_ultralytics"]
 __version__ = "0.1.0"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from lightning.pytorch.cli import LightningCLI
@@ -9,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.export import export_ultralytics
 from yolo_lightning.module import YOLOModule
 
 RESULT_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
@@ -32,10 +34,23 @@ class YOLOLightningCLI(LightningCLI):
             rank_zero_info(f"yolo-lightning {stage} results:\n" + "\n".join(lines))
 
 
+def export_main(args: list[str]) -> None:
+    """``yolo-lightning export --ckpt_path X.ckpt --out best.pt``: write an Ultralytics checkpoint."""
+    parser = argparse.ArgumentParser(prog="yolo-lightning export", description=export_ultralytics.__doc__)
+    parser.add_argument("--ckpt_path", required=True, help="a yolo-lightning .ckpt file or a run folder")
+    parser.add_argument("--out", required=True, help="the Ultralytics .pt file to write")
+    options = parser.parse_args(args)
+    rank_zero_info(f"Wrote {export_ultralytics(options.ckpt_path, options.out)}")
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``yolo-lightning`` console script; bad input exits with one line, status 2."""
+    args = sys.argv[1:] if args is None else args
     try:
-        YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
+        if args[:1] == ["export"]:
+            export_main(args[1:])
+        else:
+            YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
     except ConfigurationError as error:
         sys.stderr.write(f"yolo-lightning: error: {error}\n")
         raise SystemExit(2) from None

@@ -61,6 +61,15 @@ class UltralyticsShuffleSampler(Sampler[int]):
         yield from order
         self._trailing_draw()
 
+    def state_dict(self) -> dict[str, Any]:
+        """Generator state, so a resumed run shuffles its next epochs exactly as the uninterrupted run would."""
+        return {"generator": self.generator.get_state(), "trailing_draw_due": self._trailing_draw_due}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the shuffle sequence of a saved run."""
+        self.generator.set_state(state["generator"])
+        self._trailing_draw_due = state["trailing_draw_due"]
+
     def _trailing_draw(self) -> None:
         """RandomSampler's final ``randperm(n)[:0]`` of each pass."""
         torch.randperm(self.dataset_size, generator=self.generator)
@@ -127,6 +136,8 @@ class YOLODataModule(L.LightningDataModule):
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
+        self._train_sampler: UltralyticsShuffleSampler | None = None
+        self._sampler_state: dict[str, Any] | None = None
         self.predict_dataset: Dataset | None = None
 
     @property
@@ -140,6 +151,14 @@ class YOLODataModule(L.LightningDataModule):
         if self.data_config is None:
             raise RuntimeError("YOLODataModule.names is known after setup(); call dm.setup('fit') first.")
         return self.data_config["names"]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The shuffle order's state (saved in Lightning checkpoints; DDP samplers are seeded per epoch instead)."""
+        return {"train_sampler": self._train_sampler.state_dict()} if self._train_sampler is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Resume the shuffle order of a checkpointed run (applied when the train loader is built)."""
+        self._sampler_state = state_dict.get("train_sampler")
 
     def prepare_data(self) -> None:
         """Once per node: write the synthetic dataset if asked, check labels, build the label caches."""
@@ -174,6 +193,9 @@ class YOLODataModule(L.LightningDataModule):
             sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         else:
             sampler = UltralyticsShuffleSampler(len(dataset), seed)
+            if self._sampler_state is not None:
+                sampler.load_state_dict(self._sampler_state)
+            self._train_sampler = sampler
         return self._loader(dataset, batch, sampler, self.hparams.workers, prefetch=4)
 
     def val_dataloader(self) -> DataLoader:

@@ -118,8 +118,24 @@ class YOLOModule(L.LightningModule):
         epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs and trainer.max_epochs > 0 else 1
         datamodule = getattr(trainer, "datamodule", None)
         data_args = {k: datamodule.hparams[k] for k in ("imgsz", "batch", "single_cls")} if datamodule else {}
+        if getattr(datamodule, "data_config", None):
+            data_args["data"] = str(datamodule.data_config["yaml_file"])  # lets YOLO("best.pt").val() find the data
         module_args = {k: self.hparams[k] for k in MODULE_ARGS}
-        return ultralytics_namespace(**module_args, **data_args, epochs=epochs, task="detect")
+        return ultralytics_namespace(
+            **module_args, **data_args, epochs=epochs, model=str(self.hparams.model), task="detect"
+        )
+
+    def ultralytics_train_args(self) -> dict[str, Any]:
+        """Ultralytics' ``train_args`` for this run (the ``model.args`` namespace as a dict)."""
+        return dict(self.model.args) if self.model is not None and hasattr(self.model, "args") else {}
+
+    def last_metrics(self) -> dict[str, float]:
+        """The latest logged validation metrics (``metrics/...``, ``fitness``, ``val/...``) as floats."""
+        if self._trainer is None:
+            return {}
+        return {
+            k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("metrics/", "val/", "fitness"))
+        }
 
     def _make_validator(self) -> DetectionValidator:
         """A DetectionValidator (RTDETRValidator for RT-DETR) whose NMS and matching validation_step reuses."""
@@ -305,8 +321,12 @@ class YOLOModule(L.LightningModule):
         return self._train_loader().batch_size * self.trainer.world_size
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the accumulation cadence so a resumed run steps on the same batches."""
-        checkpoint["yolo_lightning"] = {"last_opt_step": self._last_opt_step}
+        """Keep the accumulation cadence (for resume) and Ultralytics' train_args/metrics (for export)."""
+        checkpoint["yolo_lightning"] = {
+            "last_opt_step": self._last_opt_step,
+            "train_args": self.ultralytics_train_args(),
+            "train_metrics": self.last_metrics(),
+        }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the accumulation cadence of a resumed run."""

@@ -16,11 +16,11 @@ __all__ = ["SYNTHETIC_NAMES", "synthetic_data_yaml"]
 SYNTHETIC_NAMES: dict[int, str] = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
 _FORMAT_VERSION = 1
-_RARE_CLASS = 3  # "star": about 6% of all objects
-_RARE_FRACTION = 0.06
+_RARE_CLASS = 3  # "star": about 8% of all objects
+_RARE_FRACTION = 0.08
 _BACKGROUND_EVERY = 20  # one image in 20 has no objects
-_MAX_OBJECTS = 4
-_SIZE_RANGE = (0.15, 0.45)  # bounding-box side as a fraction of the image side
+_MAX_OBJECTS = 3
+_SIZE_RANGE = (0.25, 0.45)  # bounding-box side as a fraction of the image side
 _MAX_IOU = 0.15  # mild overlap between objects of one image
 _NOISE_STD = 6.0
 _TILT = np.pi / 12  # max rotation of squares and triangles (15 degrees)
@@ -99,7 +99,7 @@ def _write_dataset(directory: Path, final: Path, sizes: dict[str, int], imgsz: i
 
 
 def _class_plan(rng: np.random.Generator, n_images: int) -> list[list[int]]:
-    """Per image, the classes of its objects: ~5% background images, the rare class on ~6% of objects."""
+    """Per image, the classes of its objects: ~5% background images, the rare class on ~8% of objects."""
     counts = rng.integers(1, _MAX_OBJECTS + 1, size=n_images)
     counts[rng.permutation(n_images)[: n_images // _BACKGROUND_EVERY]] = 0
     n_objects = int(counts.sum())

@@ -39,6 +39,10 @@ class UltralyticsEMA(WeightAveraging):
         """Number of optimizer steps averaged so far (Ultralytics' ``ModelEMA.updates``)."""
         return 0 if self._average_model is None else int(self._average_model.n_averaged) - 1
 
+    def averaged_module(self) -> L.LightningModule | None:
+        """The averaged copy of the LightningModule (``None`` before fitting starts)."""
+        return None if self._average_model is None else self._average_model.module
+
     def _blend(self, averages: list[torch.Tensor], currents: list[torch.Tensor], n_averaged: torch.Tensor) -> None:
         """One ModelEMA step over a same-dtype group; ``n_averaged`` counts the initial copy (= Ultralytics' updates)."""
         if not averages[0].is_floating_point():

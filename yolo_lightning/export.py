@@ -1,0 +1,143 @@
+"""Write Ultralytics-format checkpoints (best.pt / last.pt) that plain ``YOLO("best.pt")`` loads."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from copy import deepcopy
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from ultralytics import __version__ as ULTRALYTICS_VERSION
+from ultralytics.utils import DEFAULT_CFG_DICT, DEFAULT_CFG_KEYS
+
+from yolo_lightning.errors import ConfigurationError
+
+_PORTABLE_PACKAGES = ("ultralytics.", "torch.")
+
+
+def portable_model(model: nn.Module) -> nn.Module:
+    """An fp16, gradient-free copy of ``model`` that pickles only Ultralytics and torch classes.
+
+    Subclasses (a user's class-weighted model, say) become their nearest Ultralytics/torch base class,
+    SyncBatchNorm becomes BatchNorm2d, and the loss criterion is dropped, so the file loads anywhere.
+    """
+    copy = _revert_sync_batchnorm(deepcopy(model))
+    for module in copy.modules():
+        module.__class__ = _portable_class(type(module))
+    copy.criterion = None
+    if hasattr(copy, "args"):
+        copy.args = dict(copy.args)  # Ultralytics' IterableSimpleNamespace -> dict, as strip_optimizer does
+    copy = copy.half().eval()
+    for param in copy.parameters():
+        param.requires_grad = False
+    return copy
+
+
+def ultralytics_checkpoint(
+    model: nn.Module,
+    train_args: dict[str, Any],
+    epoch: int,
+    train_metrics: dict[str, float],
+    train_results: dict[str, list[float]] | None = None,
+    best_fitness: float | None = None,
+) -> dict[str, Any]:
+    """The dict Ultralytics' ``load_checkpoint`` reads, shaped like a stripped DetectionTrainer checkpoint."""
+    return {
+        "date": datetime.now().astimezone().isoformat(),
+        "version": ULTRALYTICS_VERSION,
+        "license": "AGPL-3.0 License (https://ultralytics.com/license)",
+        "docs": "https://docs.ultralytics.com",
+        "epoch": epoch,
+        "best_fitness": best_fitness,
+        "model": portable_model(model),
+        "ema": None,
+        "updates": None,
+        "optimizer": None,
+        "train_args": {k: v for k, v in {**DEFAULT_CFG_DICT, **train_args}.items() if k in DEFAULT_CFG_KEYS},
+        "train_metrics": dict(train_metrics),
+        "train_results": dict(train_results or {}),
+    }
+
+
+def save_atomically(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` to a temporary file in the target folder, then rename: a crash never leaves a truncated file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as error:
+        raise ConfigurationError(f"cannot write {path}: {error.strerror} ({path.parent})") from None
+    try:
+        with os.fdopen(fd, "wb") as file:
+            torch.save(obj, file)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _portable_class(cls: type) -> type:
+    """``cls`` itself if Ultralytics or torch defines it, else its nearest such base class."""
+    for base in cls.__mro__:
+        if base.__module__.startswith(_PORTABLE_PACKAGES) or base.__module__ == "torch":
+            return base
+    return nn.Module
+
+
+def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """Replace every SyncBatchNorm by an equivalent BatchNorm2d (torch only converts the other way)."""
+    if isinstance(module, nn.SyncBatchNorm):
+        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        bn.load_state_dict(module.state_dict())
+        bn.train(module.training)
+        return bn
+    for name, child in module.named_children():
+        setattr(module, name, _revert_sync_batchnorm(child))
+    return module
+
+
+def export_ultralytics(source: Any, path: str | Path) -> Path:
+    """Write an Ultralytics ``.pt`` from a YOLOModule, a yolo-lightning ``.ckpt`` file or a run folder."""
+    from yolo_lightning.module import YOLOModule  # the module imports the callbacks, which import this file
+
+    if isinstance(source, YOLOModule):
+        module, epoch, metrics = source, source.current_epoch if source._trainer else -1, source.last_metrics()
+    else:
+        module, epoch, metrics = _module_from_checkpoint(_checkpoint_file(Path(source)))
+    checkpoint = ultralytics_checkpoint(module.model, module.ultralytics_train_args(), epoch, metrics)
+    return save_atomically(checkpoint, path)
+
+
+def _checkpoint_file(source: Path) -> Path:
+    """The ``.ckpt`` a source names: the file itself, or a run folder's best (else last) checkpoint."""
+    if source.is_dir():
+        for name in ("weights/best.ckpt", "weights/last.ckpt", "best.ckpt", "last.ckpt"):
+            if (source / name).is_file():
+                return source / name
+        raise ConfigurationError(f"{source}: no best.ckpt or last.ckpt in this run folder (looked in {source / 'weights'}).")
+    if not source.is_file():
+        raise ConfigurationError(f"{source}: no such checkpoint file.")
+    return source
+
+
+def _module_from_checkpoint(path: Path) -> tuple[Any, int, dict[str, float]]:
+    """Rebuild the YOLOModule saved in a Lightning checkpoint (its state_dict holds the EMA weights)."""
+    from yolo_lightning.module import YOLOModule
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # any unpickling failure means: not a checkpoint we can read
+        raise ConfigurationError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}).") from None
+    extra = checkpoint.get("yolo_lightning") if isinstance(checkpoint, dict) else None
+    if not extra or "hyper_parameters" not in checkpoint:
+        raise ConfigurationError(f"{path}: not a yolo-lightning checkpoint (written by YOLOModule during Trainer.fit).")
+    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    module = YOLOModule(**hparams)
+    module.load_state_dict(checkpoint["state_dict"])
+    module.model.args = extra["train_args"]
+    return module, checkpoint.get("epoch", -1), extra.get("train_metrics", {})

@@ -8,16 +8,23 @@ import sys
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 
+from yolo_lightning.callbacks import UltralyticsCheckpoint
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import export_ultralytics
 from yolo_lightning.module import YOLOModule
 
+DEFAULT_RUN_DIR = "runs/detect/train"  # weights land in runs/detect/train/weights/, as with Ultralytics
 RESULT_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
 
 
 class YOLOLightningCLI(LightningCLI):
-    """LightningCLI with yolo-lightning's model and data classes; prints Ultralytics-style results after each run."""
+    """LightningCLI with yolo-lightning's classes, an Ultralytics run folder and best.pt/last.pt on by default."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint) and ``runs/detect/train`` as the run folder."""
+        parser.add_lightning_class_args(UltralyticsCheckpoint, "checkpoint")
+        parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
 
     def after_fit(self) -> None:
         """Print the last validation's metrics."""

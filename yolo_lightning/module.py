@@ -78,6 +78,8 @@ class YOLOModule(L.LightningModule):
         self._accumulate = 1
         self._last_opt_step = -1
         self._zero_grad_due = True
+        self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
+        self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
         if names is not None:
             self._build(names)
 
@@ -103,7 +105,7 @@ class YOLOModule(L.LightningModule):
         self.hparams.names = names  # saved with checkpoints: load_from_checkpoint rebuilds the same network
         self.model = build_detection_model(self.hparams.model, nc=len(names), names=names)
         self.val_metrics = DetectionMetrics(names)
-        self._freeze_layer_names = self._apply_freeze()
+        self.freeze_layer_names = self._apply_freeze()
 
     def _datamodule_names(self) -> dict[int, str]:
         """Class names from the attached datamodule."""
@@ -170,7 +172,7 @@ class YOLOModule(L.LightningModule):
     def _keep_frozen_batchnorm_in_eval(self) -> None:
         """Frozen layers' BatchNorm stays in eval mode (Lightning's ``model.train()`` would undo it)."""
         for name, module in self.model.named_modules():
-            if isinstance(module, nn.BatchNorm2d) and any(f in name for f in self._freeze_layer_names):
+            if isinstance(module, nn.BatchNorm2d) and any(f in name for f in self.freeze_layer_names):
                 module.eval()
 
     def on_train_epoch_start(self) -> None:
@@ -244,9 +246,12 @@ class YOLOModule(L.LightningModule):
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
     ) -> None:
-        """Clip the (already unscaled) gradient norm at 10.0 like DetectionTrainer, or at the Trainer's value if set."""
-        max_norm = DEFAULT_MAX_NORM if gradient_clip_val is None else gradient_clip_val
-        if max_norm > 0:
+        """Clip the (already unscaled) gradient norm at ``gradient_clip_norm`` (10.0, like DetectionTrainer).
+
+        A ``Trainer(gradient_clip_val=...)`` takes precedence; ``gradient_clip_norm=None`` leaves clipping to a callback.
+        """
+        max_norm = self.gradient_clip_norm if gradient_clip_val is None else gradient_clip_val
+        if max_norm:
             self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
 
     # ------------------------------------------------------------------------------------------- steps & logging

@@ -259,7 +259,9 @@ class YOLOModule(L.LightningModule):
         """Ultralytics' loss, scaled like DetectionTrainer's (sum over the batch, times world size under DDP)."""
         batch = self._preprocess(batch)
         loss, loss_items = self.model.loss(batch)
-        self.log_dict({f"train/{k}": v for k, v in loss_items.items()}, on_step=False, on_epoch=True, batch_size=1)
+        self.log_dict(
+            {f"train/{k}": v for k, v in loss_items.items()}, on_step=False, on_epoch=True, batch_size=1, sync_dist=True
+        )  # averaged over batches and ranks once per epoch, no per-batch host sync
         return loss.sum() * self.trainer.world_size
 
     def on_train_epoch_end(self) -> None:
@@ -267,7 +269,7 @@ class YOLOModule(L.LightningModule):
         if hasattr(self.model.criterion, "update"):
             self.model.criterion.update()
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
-            self.log(f"lr/pg{i}", group["lr"], on_epoch=True)
+            self.log(f"lr/pg{i}", group["lr"], on_epoch=True, sync_dist=True)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Validation loss plus NMS and IoU matching by DetectionValidator's own methods, into ``val_metrics``."""
@@ -284,7 +286,7 @@ class YOLOModule(L.LightningModule):
         """Log Ultralytics' metric keys, computed over every rank's images."""
         results = self.val_metrics.compute()
         self.val_metrics.reset()
-        self.log_dict(results)
+        self.log_dict(results, sync_dist=True)  # already global (every rank computed the same); silences Lightning
         if not self.trainer.sanity_checking:
             rank_zero_info("  ".join(f"{k} {float(v):.4f}" for k, v in results.items()))
 

@@ -1,0 +1,121 @@
+"""SyncBatchNorm callback: converts on (mocked) multi-GPU DDP, warns and keeps BatchNorm on CPU DDP, no-op otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from yolo_lightning import YOLOModule
+from yolo_lightning.callbacks import SyncBatchNorm
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.export import portable_model
+from yolo_lightning.hyperparameters import ultralytics_namespace
+
+ROOT = Path(__file__).resolve().parents[1]
+NAMES = {0: "a", 1: "b", 2: "c", 3: "d"}
+
+
+def _trainer(world_size: int, device: str) -> SimpleNamespace:
+    """The trainer attributes the callback reads, with a DDP-like strategy that has no layer-sync plugin yet."""
+    return SimpleNamespace(world_size=world_size, strategy=SimpleNamespace(root_device=torch.device(device), _layer_sync=None))
+
+
+def _count(model: nn.Module, kind: type) -> int:
+    return sum(type(m) is kind for m in model.modules())
+
+
+@pytest.fixture
+def module() -> YOLOModule:
+    """yolo26n built for 4 classes, with the ``args`` namespace a YOLOModule attaches in setup."""
+    module = YOLOModule(names=NAMES)
+    module.model.args = ultralytics_namespace()
+    return module
+
+
+def test_multi_gpu_converts_every_batchnorm_before_ddp(module):
+    batchnorms = _count(module.model, nn.BatchNorm2d)
+    network, attributes = module.model, {k: getattr(module.model, k) for k in ("args", "names", "nc", "yaml", "stride")}
+    parameters = {id(p) for p in module.parameters()}
+    trainer, sync = _trainer(2, "cuda"), SyncBatchNorm()
+
+    sync.setup(trainer, module, "fit")
+    assert trainer.strategy._layer_sync is sync  # DDPStrategy.setup calls sync.apply(module) before wrapping it in DDP
+    converted = trainer.strategy._layer_sync.apply(module)
+
+    assert batchnorms > 0 and sync.converted == batchnorms
+    assert _count(module.model, nn.SyncBatchNorm) == batchnorms and _count(module.model, nn.BatchNorm2d) == 0
+    assert converted is module and module.model is network  # same network object, attributes untouched
+    assert all(getattr(module.model, k) is v for k, v in attributes.items())
+    assert {id(p) for p in module.parameters()} == parameters  # optimizer and EMA see the same tensors
+
+
+def test_revert_and_export_give_batchnorm2d_back(module):
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    parameters = {id(p) for p in module.parameters()}
+    sync = SyncBatchNorm()
+    sync.apply(module)
+    batchnorms = sync.converted
+
+    exported = portable_model(module.model)
+    assert _count(exported, nn.SyncBatchNorm) == 0 and _count(exported, nn.BatchNorm2d) == batchnorms
+
+    sync.revert(module)  # what DDPStrategy.teardown does when fit ends
+    assert _count(module.model, nn.SyncBatchNorm) == 0 and _count(module.model, nn.BatchNorm2d) == batchnorms
+    assert {id(p) for p in module.parameters()} == parameters
+    assert module.state_dict().keys() == state.keys()
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in state.items())
+
+
+def test_cpu_ddp_warns_and_keeps_batchnorm(module):
+    trainer, sync = _trainer(2, "cpu"), SyncBatchNorm()
+    with pytest.warns(UserWarning, match=r"SyncBatchNorm needs CUDA GPUs.*world size 2.*Keeping plain BatchNorm"):
+        sync.setup(trainer, module, "fit")
+    assert trainer.strategy._layer_sync is None and sync.converted == 0
+    assert _count(module.model, nn.SyncBatchNorm) == 0
+
+
+@pytest.mark.parametrize(("world_size", "device", "stage"), [(1, "cuda", "fit"), (1, "cpu", "fit"), (2, "cuda", "validate")])
+def test_single_device_or_not_fitting_is_a_no_op(module, world_size, device, stage):
+    trainer, sync = _trainer(world_size, device), SyncBatchNorm()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        sync.setup(trainer, module, stage)
+    assert trainer.strategy._layer_sync is None and sync.converted == 0
+
+
+def test_strategy_without_layer_sync_is_a_clear_error(module):
+    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cuda")))
+    with pytest.raises(ConfigurationError, match=r"SyncBatchNorm cannot convert layers under SimpleNamespace.*strategy='ddp'"):
+        SyncBatchNorm().setup(trainer, module, "fit")
+
+
+@pytest.mark.slow
+def test_example_script(tiny_data_yaml, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples/sync_batchnorm.py"), "--epochs", "1", "--data", str(tiny_data_yaml),
+         "--root", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "world size 1: 0 layers trained as SyncBatchNorm" in result.stdout
+    assert "metrics/mAP50-95(B)" in result.stdout
+
+
+@pytest.mark.slow
+def test_example_config(tiny_data_yaml, tmp_path):
+    result = subprocess.run(
+        ["yolo-lightning", "fit", "--config", str(ROOT / "examples/configs/sync_batchnorm.yaml"),
+         "--trainer.max_epochs", "1", "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path)],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "metrics/mAP50-95(B)" in result.stderr + result.stdout
+    best = torch.load(tmp_path / "weights/best.pt", map_location="cpu", weights_only=False)["model"]
+    assert _count(best, nn.BatchNorm2d) > 0 and _count(best, nn.SyncBatchNorm) == 0

@@ -1,4 +1,4 @@
-"""Freeze yolo26n's backbone (layers 0..9) for the first epochs, then fine-tune everything: python examples/freeze_backbone.py."""
+"""Freeze yolo26n's backbone (layers 0..9) for 5 epochs, then fine-tune every layer: python examples/freeze_backbone.py."""
 
 import argparse
 

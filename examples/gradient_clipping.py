@@ -1,4 +1,4 @@
-"""Clip gradients at a chosen norm and log the norm before clipping: python examples/gradient_clipping.py --max-norm 5."""
+"""Clip gradients at a chosen norm and log the pre-clip norm: python examples/gradient_clipping.py --max-norm 5."""
 
 import argparse
 

@@ -29,7 +29,10 @@ def main() -> None:
     trainer.fit(model, datamodule)
     if trainer.is_global_zero:
         batchnorms = sum(isinstance(m, nn.BatchNorm2d) for m in model.model.modules())
-        print(f"world size {trainer.world_size}: {sync.converted} layers trained as SyncBatchNorm, {batchnorms} BatchNorm2d after fit")
+        print(
+            f"world size {trainer.world_size}: {sync.converted} layers trained as SyncBatchNorm, "
+            f"{batchnorms} BatchNorm2d after fit"
+        )
         for key in ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"):
             print(f"{key:<22} {float(trainer.callback_metrics[key]):.4f}")
 

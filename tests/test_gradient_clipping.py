@@ -29,7 +29,9 @@ class _ProbedModule(YOLOModule):
         self.step_norms.append(float(torch.nn.utils.get_total_norm(grads)))
 
 
-def _fit(tmp_path: Path, data_yaml: Path, clipping: GradientClipping, nbs: int, **trainer_kwargs) -> tuple[_ProbedModule, L.Trainer]:
+def _fit(
+    tmp_path: Path, data_yaml: Path, clipping: GradientClipping, nbs: int, **trainer_kwargs
+) -> tuple[_ProbedModule, L.Trainer]:
     """One epoch of two batches of 4 images; ``nbs=4`` steps after each batch, ``nbs=8`` once after both."""
     L.seed_everything(0)
     module = _ProbedModule(nbs=nbs)
@@ -56,7 +58,8 @@ def test_optimizer_never_sees_a_norm_above_max_norm(tiny_data_yaml, tmp_path):
 def test_clipping_follows_amp_unscaling(tiny_data_yaml, tmp_path):
     scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
     clipping = GradientClipping(max_norm=0.05)
-    module, trainer = _fit(tmp_path, tiny_data_yaml, clipping, nbs=4, plugins=[MixedPrecision("16-mixed", "cpu", scaler)])
+    amp = MixedPrecision("16-mixed", "cpu", scaler)
+    module, _ = _fit(tmp_path, tiny_data_yaml, clipping, nbs=4, plugins=[amp])
     applied = [norm for norm in module.step_norms if math.isfinite(norm)]  # the scaler skips non-finite steps
     assert applied
     # Clipping the still-scaled gradients would leave the optimizer 0.05 / 256 after unscaling.

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
+import lightning as L
 import pytest
 import torch
 from torch import nn
 
-from yolo_lightning import YOLOModule
+from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import SyncBatchNorm
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import portable_model
@@ -24,7 +26,8 @@ NAMES = {0: "a", 1: "b", 2: "c", 3: "d"}
 
 def _trainer(world_size: int, device: str) -> SimpleNamespace:
     """The trainer attributes the callback reads, with a DDP-like strategy that has no layer-sync plugin yet."""
-    return SimpleNamespace(world_size=world_size, strategy=SimpleNamespace(root_device=torch.device(device), _layer_sync=None))
+    strategy = SimpleNamespace(root_device=torch.device(device), _layer_sync=None)
+    return SimpleNamespace(world_size=world_size, strategy=strategy)
 
 
 def _count(model: nn.Module, kind: type) -> int:
@@ -48,6 +51,7 @@ def test_multi_gpu_converts_every_batchnorm_before_ddp(module):
     sync.setup(trainer, module, "fit")
     assert trainer.strategy._layer_sync is sync  # DDPStrategy.setup calls sync.apply(module) before wrapping it in DDP
     converted = trainer.strategy._layer_sync.apply(module)
+    sync.on_fit_start(trainer, module)  # no error: the strategy did convert
 
     assert batchnorms > 0 and sync.converted == batchnorms
     assert _count(module.model, nn.SyncBatchNorm) == batchnorms and _count(module.model, nn.BatchNorm2d) == 0
@@ -81,7 +85,9 @@ def test_cpu_ddp_warns_and_keeps_batchnorm(module):
     assert _count(module.model, nn.SyncBatchNorm) == 0
 
 
-@pytest.mark.parametrize(("world_size", "device", "stage"), [(1, "cuda", "fit"), (1, "cpu", "fit"), (2, "cuda", "validate")])
+@pytest.mark.parametrize(
+    ("world_size", "device", "stage"), [(1, "cuda", "fit"), (1, "cpu", "fit"), (2, "cuda", "validate")]
+)
 def test_single_device_or_not_fitting_is_a_no_op(module, world_size, device, stage):
     trainer, sync = _trainer(world_size, device), SyncBatchNorm()
     with warnings.catch_warnings():
@@ -90,10 +96,46 @@ def test_single_device_or_not_fitting_is_a_no_op(module, world_size, device, sta
     assert trainer.strategy._layer_sync is None and sync.converted == 0
 
 
-def test_strategy_without_layer_sync_is_a_clear_error(module):
-    trainer = SimpleNamespace(world_size=2, strategy=SimpleNamespace(root_device=torch.device("cuda")))
-    with pytest.raises(ConfigurationError, match=r"SyncBatchNorm cannot convert layers under SimpleNamespace.*strategy='ddp'"):
-        SyncBatchNorm().setup(trainer, module, "fit")
+def test_strategy_that_ignores_the_plugin_is_a_clear_error(module):
+    trainer, sync = _trainer(2, "cuda"), SyncBatchNorm()
+    sync.setup(trainer, module, "fit")
+    with pytest.raises(ConfigurationError, match=r"SyncBatchNorm: SimpleNamespace does not convert layers.*'ddp'"):
+        sync.on_fit_start(trainer, module)  # the strategy set up the model without calling sync.apply
+
+
+class _RecordingSyncBatchNorm(SyncBatchNorm):
+    """Installs itself on any strategy and records when the strategy calls it, converting nothing (CPU DDP)."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.calls = []
+        trainer.strategy._layer_sync = self
+
+    def apply(self, model):
+        self.calls.append(("apply", model.model is not None, model.trainer.strategy.model is model))
+        return model
+
+    def revert(self, model):
+        self.calls.append(("revert", model.model is not None, model.trainer.strategy.model is model))
+        return super().revert(model)
+
+
+def test_ddp_strategy_applies_the_plugin_to_the_built_network_before_wrapping(tiny_data_yaml, tmp_path):
+    environment = set(os.environ)
+    sync = _RecordingSyncBatchNorm()
+    trainer = L.Trainer(
+        max_epochs=1, accelerator="cpu", devices=1, strategy="ddp", logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, num_sanity_val_steps=0, limit_train_batches=1, limit_val_batches=1,
+        default_root_dir=str(tmp_path), callbacks=[sync],
+    )  # fmt: skip
+    try:
+        trainer.fit(YOLOModule(nbs=4), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4, workers=0))
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        for key in set(os.environ) - environment:
+            del os.environ[key]
+    # apply: the network exists (YOLOModule.setup ran) and the strategy still holds the bare module (no DDP yet)
+    assert sync.calls == [("apply", True, True), ("revert", True, True)]
 
 
 @pytest.mark.slow
@@ -109,13 +151,17 @@ def test_example_script(tiny_data_yaml, tmp_path):
 
 
 @pytest.mark.slow
-def test_example_config(tiny_data_yaml, tmp_path):
+def test_example_config_on_cpu_ddp_warns_and_trains(tiny_data_yaml, tmp_path):
+    """Two CPU processes: Trainer(sync_batchnorm=True) would crash in DDP's constructor; the callback warns instead."""
     result = subprocess.run(
         ["yolo-lightning", "fit", "--config", str(ROOT / "examples/configs/sync_batchnorm.yaml"),
-         "--trainer.max_epochs", "1", "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
+         "--trainer.max_epochs", "1", "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path),
+         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+         "--trainer.enable_progress_bar", "false", "--data.workers", "0"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("SyncBatchNorm needs CUDA GPUs") == 1  # rank zero only
     assert "metrics/mAP50-95(B)" in result.stderr + result.stdout
     best = torch.load(tmp_path / "weights/best.pt", map_location="cpu", weights_only=False)["model"]
     assert _count(best, nn.BatchNorm2d) > 0 and _count(best, nn.SyncBatchNorm) == 0

@@ -58,9 +58,19 @@ def main(args: list[str] | None = None) -> None:
             export_main(args[1:])
         else:
             YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
-    except ConfigurationError as error:
-        sys.stderr.write(f"yolo-lightning: error: {error}\n")
+    except Exception as error:  # a ConfigurationError may arrive wrapped (jsonargparse instantiating a callback)
+        cause = _configuration_error(error)
+        if cause is None:
+            raise
+        sys.stderr.write(f"yolo-lightning: error: {cause}\n")
         raise SystemExit(2) from None
+
+
+def _configuration_error(error: BaseException | None) -> ConfigurationError | None:
+    """The ConfigurationError in an exception's cause/context chain, if any."""
+    while error is not None and not isinstance(error, ConfigurationError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def portable_model(model: nn.Module) -> nn.Module:
     Subclasses (a user's class-weighted model, say) become their nearest Ultralytics/torch base class,
     SyncBatchNorm becomes BatchNorm2d, and the loss criterion is dropped, so the file loads anywhere.
     """
-    copy = _revert_sync_batchnorm(deepcopy(model))
+    copy = revert_sync_batchnorm(deepcopy(model))
     for module in copy.modules():
         module.__class__ = _portable_class(type(module))
     copy.criterion = None
@@ -35,6 +35,21 @@ def portable_model(model: nn.Module) -> nn.Module:
     for param in copy.parameters():
         param.requires_grad = False
     return copy
+
+
+def revert_sync_batchnorm(module: nn.Module) -> nn.Module:
+    """``convert_sync_batchnorm`` undone: each SyncBatchNorm becomes a BatchNorm2d on the same tensors."""
+    if isinstance(module, nn.SyncBatchNorm):
+        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
+        with torch.no_grad():
+            bn.weight, bn.bias = module.weight, module.bias
+        bn.running_mean, bn.running_var = module.running_mean, module.running_var
+        bn.num_batches_tracked = module.num_batches_tracked
+        bn.train(module.training)
+        return bn
+    for name, child in module.named_children():
+        module.add_module(name, revert_sync_batchnorm(child))
+    return module
 
 
 def ultralytics_checkpoint(
@@ -87,18 +102,6 @@ def _portable_class(cls: type) -> type:
         if base.__module__.startswith(_PORTABLE_PACKAGES) or base.__module__ == "torch":
             return base
     return nn.Module
-
-
-def _revert_sync_batchnorm(module: nn.Module) -> nn.Module:
-    """Replace every SyncBatchNorm by an equivalent BatchNorm2d (torch only converts the other way)."""
-    if isinstance(module, nn.SyncBatchNorm):
-        bn = nn.BatchNorm2d(module.num_features, module.eps, module.momentum, module.affine, module.track_running_stats)
-        bn.load_state_dict(module.state_dict())
-        bn.train(module.training)
-        return bn
-    for name, child in module.named_children():
-        setattr(module, name, _revert_sync_batchnorm(child))
-    return module
 
 
 def export_ultralytics(source: Any, path: str | Path) -> Path:

@@ -172,7 +172,7 @@ class YOLOModule(L.LightningModule):
     def _keep_frozen_batchnorm_in_eval(self) -> None:
         """Frozen layers' BatchNorm stays in eval mode (Lightning's ``model.train()`` would undo it)."""
         for name, module in self.model.named_modules():
-            if isinstance(module, nn.BatchNorm2d) and any(f in name for f in self.freeze_layer_names):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(f in name for f in self.freeze_layer_names):
                 module.eval()
 
     def on_train_epoch_start(self) -> None:

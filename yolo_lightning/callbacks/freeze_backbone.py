@@ -110,7 +110,7 @@ class FreezeBackbone(BaseFinetuning):
         for name in self._frozen:
             parameters[name].requires_grad = True
         for name, module in pl_module.model.named_modules():
-            if isinstance(module, nn.BatchNorm2d) and any(f in name for f in self._fragments):
+            if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(f in name for f in self._fragments):
                 if not any(f in name for f in pl_module.freeze_layer_names):
                     module.train(pl_module.training)
         self._fragments, self._frozen = [], []

@@ -48,20 +48,24 @@ class GradientClipping(L.Callback):
         if trainer.gradient_clip_val:
             raise ConfigurationError(
                 f"Trainer(gradient_clip_val={trainer.gradient_clip_val}) and the GradientClipping callback would both "
-                f"clip gradients: remove gradient_clip_val and use GradientClipping(max_norm={trainer.gradient_clip_val})."
+                f"clip gradients: remove gradient_clip_val and use "
+                f"GradientClipping(max_norm={trainer.gradient_clip_val})."
             )
         default = RTDETR_MAX_NORM if pl_module.is_rtdetr else YOLO_MAX_NORM
         self.resolved_max_norm = default if self.max_norm is None else float(self.max_norm)
         self._module_norm, pl_module.gradient_clip_norm = pl_module.gradient_clip_norm, None
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: YOLOModule, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: YOLOModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         """Clip the unscaled gradients of the parameters this optimizer updates; log their norm before clipping."""
         params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
         if self.resolved_max_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, self.resolved_max_norm)
         else:
             norm = torch.nn.utils.get_total_norm([p.grad for p in params])
-        pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=True, batch_size=1)
+        # DDP already all-reduced the gradients, so every rank holds this norm; sync_dist is what Lightning asks for
+        pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=True, batch_size=1, sync_dist=True)
 
     def teardown(self, trainer: L.Trainer, pl_module: YOLOModule, stage: str) -> None:
         """Give the module its own clipping back once fitting ends."""

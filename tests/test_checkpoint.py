@@ -14,10 +14,10 @@ import lightning as L
 import pytest
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from parity import METRIC_KEYS, RunRecord, _Recorder
 from torch import nn
 from ultralytics.nn.tasks import DetectionModel
 
-from parity import METRIC_KEYS, RunRecord, _Recorder
 from yolo_lightning import YOLODataModule, YOLOModule, export_ultralytics
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 from yolo_lightning.errors import ConfigurationError

@@ -8,9 +8,9 @@ import cv2
 import lightning as L
 import pytest
 import torch
+from parity import AUGMENTATION_OFF
 from ultralytics.data.build import build_dataloader
 
-from parity import AUGMENTATION_OFF
 from yolo_lightning import YOLODataModule, YOLOModule
 
 

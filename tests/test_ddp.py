@@ -9,8 +9,8 @@ import subprocess
 import lightning as L
 import pytest
 import torch
-
 from parity import METRIC_KEYS
+
 from yolo_lightning import YOLODataModule, YOLOModule
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import lightning as L
 import pytest
 import torch
+from example_runs import run_example_config, run_example_script
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
@@ -21,7 +20,6 @@ from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.recipe import lr_lambda
 from yolo_lightning.synthetic import SYNTHETIC_NAMES
 
-ROOT = Path(__file__).resolve().parents[1]
 FROZEN = ("model.0.", "model.1.", "model.2.")  # FreezeBackbone(layers=3)
 
 
@@ -242,26 +240,16 @@ def test_a_fit_that_ends_frozen_restores_the_module(tiny_data_yaml, tmp_path):
 # ---------------------------------------------------------------------------------------------------- examples
 @pytest.mark.slow
 def test_example_script_freezes_and_unfreezes(tiny_data_yaml, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples/freeze_backbone.py"), "--epochs", "2", "--unfreeze-at-epoch", "1",
-         "--data", str(tiny_data_yaml), "--root", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stderr + result.stdout
+    output = run_example_script("freeze_backbone.py", tiny_data_yaml, tmp_path, "--epochs", "2", "--unfreeze-at-epoch", "1")
     assert "FreezeBackbone: froze layers 0..9" in output and "FreezeBackbone: epoch 1: unfroze" in output
-    assert "metrics/mAP50-95(B)" in result.stdout
+    assert "metrics/mAP50-95(B)" in output
 
 
 @pytest.mark.slow
 def test_example_config_freezes_and_unfreezes(tiny_data_yaml, tmp_path):
-    result = subprocess.run(
-        ["yolo-lightning", "fit", "--config", str(ROOT / "examples/configs/freeze_backbone.yaml"),
-         "--trainer.max_epochs", "2", "--trainer.callbacks.init_args.unfreeze_at_epoch", "1",
-         "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
+    output = run_example_config(
+        "freeze_backbone.yaml", tiny_data_yaml, tmp_path, "--trainer.max_epochs", "2",
+        "--trainer.callbacks.init_args.unfreeze_at_epoch", "1",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    output = result.stderr + result.stdout
     assert "FreezeBackbone: froze layers 0..9" in output and "FreezeBackbone: epoch 1: unfroze" in output
     assert "yolo-lightning fit results:" in output

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+from example_runs import run_example_config, run_example_script
 from lightning.pytorch.plugins import MixedPrecision
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import GradientClipping
 from yolo_lightning.errors import ConfigurationError
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class _ProbedModule(YOLOModule):
@@ -97,25 +94,17 @@ def test_trainer_gradient_clip_val_together_is_rejected(tmp_path):
 
 @pytest.mark.slow
 def test_example_script(tiny_data_yaml, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples/gradient_clipping.py"), "--epochs", "1", "--data", str(tiny_data_yaml),
-         "--root", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "max_norm 10.0" in result.stdout and "pre-clip gradient norm" in result.stdout
-    assert "metrics/mAP50-95(B)" in result.stdout
+    output = run_example_script("gradient_clipping.py", tiny_data_yaml, tmp_path, "--epochs", "1")
+    assert "max_norm 10.0" in output and "pre-clip gradient norm" in output
+    assert "metrics/mAP50-95(B)" in output
 
 
 @pytest.mark.slow
 def test_example_config(tiny_data_yaml, tmp_path):
-    result = subprocess.run(
-        ["yolo-lightning", "fit", "--config", str(ROOT / "examples/configs/gradient_clipping.yaml"),
-         "--trainer.max_epochs", "1", "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path),
-         "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
+    output = run_example_config(
+        "gradient_clipping.yaml", tiny_data_yaml, tmp_path, "--trainer.max_epochs", "1",
+        "--trainer.logger", "lightning.pytorch.loggers.CSVLogger", "--trainer.logger.save_dir", str(tmp_path),
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "metrics/mAP50-95(B)" in result.stderr + result.stdout
+    assert "metrics/mAP50-95(B)" in output
     metrics = (tmp_path / "lightning_logs/version_0/metrics.csv").read_text()
     assert "train/grad_norm_epoch" in metrics

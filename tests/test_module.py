@@ -5,8 +5,8 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-
 from parity import save_initial_weights
+
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.synthetic import SYNTHETIC_NAMES

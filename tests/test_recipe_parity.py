@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
-from parity import AUGMENTATION_OFF, METRIC_KEYS, run_lightning, run_ultralytics, save_initial_weights
+from parity import (
+    AUGMENTATION_OFF,
+    METRIC_KEYS,
+    run_lightning,
+    run_ultralytics,
+    save_initial_weights,
+)
 
 # 24 images / batch 4 = 6 batches per epoch; nbs 16 -> accumulate 4, ramped 1..4 over 6 warmup iterations.
 RECIPE = dict(imgsz=64, batch=4, nbs=16, warmup_epochs=1.0, **AUGMENTATION_OFF)

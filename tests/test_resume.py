@@ -10,9 +10,9 @@ import textwrap
 
 import pytest
 import torch
+from parity import AUGMENTATION_OFF
 from ultralytics.nn.tasks import load_checkpoint
 
-from parity import AUGMENTATION_OFF
 from yolo_lightning.export import save_atomically
 
 SCRIPT = textwrap.dedent(

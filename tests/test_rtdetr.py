@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
-
 from parity import AUGMENTATION_OFF, RunRecord, _Recorder
+
 from yolo_lightning import YOLODataModule, YOLOModule
 
 

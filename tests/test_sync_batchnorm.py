@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import warnings
-from pathlib import Path
 from types import SimpleNamespace
 
 import lightning as L
 import pytest
 import torch
+from example_runs import run_example_config, run_example_script
 from torch import nn
 
 from yolo_lightning import YOLODataModule, YOLOModule
@@ -20,7 +18,6 @@ from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import portable_model
 from yolo_lightning.hyperparameters import ultralytics_namespace
 
-ROOT = Path(__file__).resolve().parents[1]
 NAMES = {0: "a", 1: "b", 2: "c", 3: "d"}
 
 
@@ -140,28 +137,20 @@ def test_ddp_strategy_applies_the_plugin_to_the_built_network_before_wrapping(ti
 
 @pytest.mark.slow
 def test_example_script(tiny_data_yaml, tmp_path):
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "examples/sync_batchnorm.py"), "--epochs", "1", "--data", str(tiny_data_yaml),
-         "--root", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "world size 1: 0 layers trained as SyncBatchNorm" in result.stdout
-    assert "metrics/mAP50-95(B)" in result.stdout
+    output = run_example_script("sync_batchnorm.py", tiny_data_yaml, tmp_path, "--epochs", "1")
+    assert "world size 1: 0 layers trained as SyncBatchNorm" in output
+    assert "metrics/mAP50-95(B)" in output
 
 
 @pytest.mark.slow
 def test_example_config_on_cpu_ddp_warns_and_trains(tiny_data_yaml, tmp_path):
     """Two CPU processes: Trainer(sync_batchnorm=True) would crash in DDP's constructor; the callback warns instead."""
-    result = subprocess.run(
-        ["yolo-lightning", "fit", "--config", str(ROOT / "examples/configs/sync_batchnorm.yaml"),
-         "--trainer.max_epochs", "1", "--data.data", str(tiny_data_yaml), "--trainer.default_root_dir", str(tmp_path),
-         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
-         "--trainer.enable_progress_bar", "false", "--data.workers", "0"],
-        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    output = run_example_config(
+        "sync_batchnorm.yaml", tiny_data_yaml, tmp_path, "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu",
+        "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false",
+        "--data.workers", "0",
     )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stderr.count("SyncBatchNorm needs CUDA GPUs") == 1  # rank zero only
-    assert "metrics/mAP50-95(B)" in result.stderr + result.stdout
+    assert output.count("SyncBatchNorm needs CUDA GPUs") == 1  # rank zero only
+    assert "metrics/mAP50-95(B)" in output
     best = torch.load(tmp_path / "weights/best.pt", map_location="cpu", weights_only=False)["model"]
     assert _count(best, nn.BatchNorm2d) > 0 and _count(best, nn.SyncBatchNorm) == 0

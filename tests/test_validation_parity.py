@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
+from parity import METRIC_KEYS
 from ultralytics import YOLO
 
-from parity import METRIC_KEYS
 from yolo_lightning import YOLODataModule, YOLOModule
 
 

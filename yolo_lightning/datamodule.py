@@ -5,15 +5,19 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from copy import copy
 from collections.abc import Iterator
+from copy import copy
 from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ultralytics.cfg import DEFAULT_CFG
-from ultralytics.data.build import ContiguousDistributedSampler, build_yolo_dataset, seed_worker
+from ultralytics.data.build import (
+    ContiguousDistributedSampler,
+    build_yolo_dataset,
+    seed_worker,
+)
 from ultralytics.models.rtdetr.val import RTDETRDataset
 from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
@@ -26,7 +30,11 @@ from yolo_lightning.dataset_checks import (
     report_label_problems,
 )
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.hyperparameters import DATAMODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
+from yolo_lightning.hyperparameters import (
+    DATAMODULE_ARGS,
+    check_no_unknown_arguments,
+    ultralytics_namespace,
+)
 from yolo_lightning.synthetic import synthetic_data_yaml
 
 D = DEFAULT_CFG

@@ -106,7 +106,9 @@ def _portable_class(cls: type) -> type:
 
 def export_ultralytics(source: Any, path: str | Path) -> Path:
     """Write an Ultralytics ``.pt`` from a YOLOModule, a yolo-lightning ``.ckpt`` file or a run folder."""
-    from yolo_lightning.module import YOLOModule  # the module imports the callbacks, which import this file
+    from yolo_lightning.module import (
+        YOLOModule,  # the module imports the callbacks, which import this file
+    )
 
     if isinstance(source, YOLOModule):
         module, epoch, metrics = source, source.current_epoch if source._trainer else -1, source.last_metrics()

@@ -5,9 +5,14 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
-from torch import nn
 import ultralytics
-from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel, load_checkpoint, yaml_model_load
+from torch import nn
+from ultralytics.nn.tasks import (
+    DetectionModel,
+    RTDETRDetectionModel,
+    load_checkpoint,
+    yaml_model_load,
+)
 
 from yolo_lightning.errors import ConfigurationError
 

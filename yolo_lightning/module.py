@@ -17,7 +17,11 @@ from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.hyperparameters import MODULE_ARGS, check_no_unknown_arguments, ultralytics_namespace
+from yolo_lightning.hyperparameters import (
+    MODULE_ARGS,
+    check_no_unknown_arguments,
+    ultralytics_namespace,
+)
 from yolo_lightning.metrics import DetectionMetrics
 from yolo_lightning.models import build_detection_model, is_rtdetr_source
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda

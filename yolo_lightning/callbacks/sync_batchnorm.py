@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import lightning as L
-import torch
 from lightning.pytorch.plugins import LayerSync
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn

@@ -15,12 +15,12 @@ __all__ = ["SYNTHETIC_NAMES", "synthetic_data_yaml"]
 
 SYNTHETIC_NAMES: dict[int, str] = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # bump whenever the generated content changes: caches are keyed on it
 _RARE_CLASS = 3  # "star": about 8% of all objects
 _RARE_FRACTION = 0.08
 _BACKGROUND_EVERY = 20  # one image in 20 has no objects
 _MAX_OBJECTS = 3
-_SIZE_RANGE = (0.25, 0.45)  # bounding-box side as a fraction of the image side
+_SIZE_RANGE = (0.3, 0.5)  # bounding-box side as a fraction of the image side
 _MAX_IOU = 0.15  # mild overlap between objects of one image
 _NOISE_STD = 6.0
 _TILT = np.pi / 12  # max rotation of squares and triangles (15 degrees)
@@ -91,9 +91,11 @@ def _write_dataset(directory: Path, final: Path, sizes: dict[str, int], imgsz: i
         label_dir.mkdir(parents=True)
         for i, classes in enumerate(_class_plan(rng, sizes[split])):
             image, labels = _render(rng, classes, imgsz)
-            if not cv2.imwrite(str(image_dir / f"{i:05d}.png"), image):
-                raise OSError(f"could not write {image_dir / f'{i:05d}.png'}")
-            (label_dir / f"{i:05d}.txt").write_text("".join(f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels))
+            image_file = image_dir / f"{i:05d}.png"
+            if not cv2.imwrite(str(image_file), image):
+                raise OSError(f"could not write {image_file}")
+            lines = (f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
+            (label_dir / f"{i:05d}.txt").write_text("".join(lines))
     data = {"path": str(final), "train": "images/train", "val": "images/val", "names": dict(SYNTHETIC_NAMES)}
     (directory / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -109,22 +111,23 @@ def _class_plan(rng: np.random.Generator, n_images: int) -> list[list[int]]:
     return [[int(c) for c in part] for part in np.split(classes, np.cumsum(counts)[:-1])]
 
 
-def _render(rng: np.random.Generator, classes: list[int], imgsz: int) -> tuple[np.ndarray, list[tuple]]:
+def _render(
+    rng: np.random.Generator, classes: list[int], imgsz: int
+) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
     """Draw one image (BGR uint8) with the given object classes; return it and its normalized labels."""
     background = _background(rng, imgsz)
     image = background.astype(np.uint8)
-    boxes: list[np.ndarray] = []
-    labels = []
-    for cls in classes:
-        placed = _place(rng, cls, imgsz, boxes)
-        if placed is None:
-            continue
-        points, box = placed
+    placed: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index in `classes` -> (outline points, xyxy box)
+    for k in sorted(range(len(classes)), key=lambda k: classes[k] != _RARE_CLASS):  # rare first: the first always fits
+        placement = _place(rng, classes[k], imgsz, [box for _, box in placed.values()])
+        if placement is not None:
+            placed[k] = placement
+    labels: list[tuple[int, float, float, float, float]] = []
+    for k, (points, box) in sorted(placed.items()):  # draw in plan order, so any class may end up on top
         under = background[int(box[1]) : int(box[3]) + 1, int(box[0]) : int(box[2]) + 1].reshape(-1, 3).mean(0)
-        _draw(image, cls, points, _object_colour(rng, under))
-        boxes.append(box)
-        (x1, y1, x2, y2) = box / imgsz
-        labels.append((cls, (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+        _draw(image, classes[k], points, _object_colour(rng, under))
+        x1, y1, x2, y2 = (float(v) for v in box / imgsz)
+        labels.append((classes[k], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
     noisy = image + rng.normal(0.0, _NOISE_STD, image.shape)
     return np.clip(noisy, 0, 255).round().astype(np.uint8), labels
 
@@ -134,7 +137,7 @@ def _background(rng: np.random.Generator, imgsz: int) -> np.ndarray:
     c0, c1 = rng.uniform(0, 255, size=(2, 3))
     angle = rng.uniform(0, 2 * np.pi)
     yy, xx = np.mgrid[0:imgsz, 0:imgsz] / (imgsz - 1)
-    t = (np.cos(angle) * xx + np.sin(angle) * yy)
+    t = np.cos(angle) * xx + np.sin(angle) * yy
     t = (t - t.min()) / (t.max() - t.min())
     return c0 + (c1 - c0) * t[..., None]
 
@@ -187,7 +190,7 @@ def _draw(image: np.ndarray, cls: int, points: np.ndarray, colour: tuple[int, in
     points = points - 0.5  # cv2 puts pixel centres on integer coordinates
     if cls == 1:
         centre = tuple(int(v) for v in (points.mean(0) * scale).round())
-        radius = int(round((points[:, 0].max() - points[:, 0].min()) / 2 * scale))
+        radius = round(float(points[:, 0].max() - points[:, 0].min()) / 2 * scale)
         cv2.circle(image, centre, radius, colour, -1, cv2.LINE_AA, _SHIFT)
     else:
         cv2.fillPoly(image, [(points * scale).round().astype(np.int32)], colour, cv2.LINE_AA, _SHIFT)

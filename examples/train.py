@@ -16,8 +16,8 @@ def main() -> None:
     parser.add_argument("--root", default="runs/example", help="Lightning's default_root_dir")
     args = parser.parse_args()
 
-    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=2, close_mosaic=5)
-    model = YOLOModule(model=args.model, optimizer="AdamW", lr0=0.003, nbs=16, warmup_epochs=1)
+    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=2, close_mosaic=0)
+    model = YOLOModule(model=args.model, optimizer="AdamW", lr0=0.003, nbs=16, warmup_epochs=1, cls=2.0)
     trainer = L.Trainer(max_epochs=args.epochs, default_root_dir=args.root)
     trainer.fit(model, datamodule)
     for key in ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"):

@@ -42,10 +42,10 @@ def trained_weights(session_dir: Path, standard_data_yaml: Path) -> Path:
 
     YOLO("yolo26n.yaml").train(
         data=str(standard_data_yaml), epochs=TRAINED_EPOCHS, imgsz=64, batch=16, nbs=16, workers=0, device="cpu",
-        optimizer="AdamW", lr0=0.003, warmup_epochs=1, close_mosaic=3, plots=False, seed=0, verbose=False,
+        optimizer="AdamW", lr0=0.003, warmup_epochs=1, cls=2.0, close_mosaic=0, plots=False, seed=0, verbose=False,
         project=str(session_dir / "runs"), name="trained", exist_ok=True,
     )  # fmt: skip
     return session_dir / "runs" / "trained" / "weights" / "best.pt"
 
 
-TRAINED_EPOCHS = 12
+TRAINED_EPOCHS = 15

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from yolo_lightning import synthetic
-from yolo_lightning.synthetic import SYNTHETIC_NAMES, synthetic_data_yaml
+from yolo_lightning.synthetic import _FORMAT_VERSION, SYNTHETIC_NAMES, synthetic_data_yaml
 
 SMALL = {"n_train": 16, "n_val": 8, "imgsz": 64, "seed": 0}
 
@@ -45,7 +45,7 @@ def test_names_four_classes_last_rare() -> None:
 def test_layout_and_data_yaml(tmp_path: Path) -> None:
     data_yaml = synthetic_data_yaml(tmp_path, **SMALL)
     d = data_yaml.parent
-    assert d.parent == tmp_path.resolve() and d.name == "synthetic-v1-n16-v8-s64-seed0"
+    assert d.parent == tmp_path.resolve() and d.name == f"synthetic-v{_FORMAT_VERSION}-n16-v8-s64-seed0"
     for split, n in (("train", 16), ("val", 8)):
         images = sorted(p.stem for p in (d / "images" / split).glob("*.png"))
         labels = sorted(p.stem for p in (d / "labels" / split).glob("*.txt"))
@@ -155,7 +155,7 @@ def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, name: str) -> None:
 
 
 def test_leftover_temp_folder_from_crashed_writer(tmp_path: Path) -> None:
-    name = "synthetic-v1-n16-v8-s64-seed0"
+    name = f"synthetic-v{_FORMAT_VERSION}-n16-v8-s64-seed0"
     crashed = tmp_path / f".{name}.tmp-99999-deadbeef"
     (crashed / "images" / "train").mkdir(parents=True)
     (crashed / "images" / "train" / "00000.png").write_bytes(b"half a png")
@@ -165,7 +165,7 @@ def test_leftover_temp_folder_from_crashed_writer(tmp_path: Path) -> None:
 
 
 def test_incomplete_final_folder_is_rebuilt(tmp_path: Path) -> None:
-    final = tmp_path / "synthetic-v1-n16-v8-s64-seed0"
+    final = tmp_path / f"synthetic-v{_FORMAT_VERSION}-n16-v8-s64-seed0"
     (final / "images" / "train").mkdir(parents=True)  # no data.yaml: never finished
     (final / "images" / "train" / "junk.png").write_bytes(b"")
     data_yaml = synthetic_data_yaml(tmp_path, **SMALL)
@@ -193,4 +193,4 @@ def test_generation_is_fast(tmp_path: Path) -> None:
     start = time.perf_counter()
     synthetic_data_yaml(tmp_path)
     assert time.perf_counter() - start < 2.0
-    assert os.path.getsize(tmp_path / "synthetic-v1-n128-v32-s64-seed0" / "data.yaml") > 0
+    assert os.path.getsize(tmp_path / f"synthetic-v{_FORMAT_VERSION}-n128-v32-s64-seed0" / "data.yaml") > 0

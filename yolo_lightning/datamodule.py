@@ -242,6 +242,7 @@ class YOLODataModule(L.LightningDataModule):
             collate_fn=dataset.collate_fn,
             worker_init_fn=seed_worker,
             generator=worker_seeds,
+            persistent_workers=num_workers > 0,  # as Ultralytics' InfiniteDataLoader: mosaic's image buffer persists
         )
 
     def _data_yaml(self) -> str:
@@ -299,7 +300,14 @@ def _round_imgsz(imgsz: int) -> int:
     return rounded
 
 
-def close_dataset_mosaic(dataset: Dataset, hyp: IterableSimpleNamespace) -> None:
-    """Turn off mosaic/mixup/cutmix/copy-paste on an Ultralytics dataset, as DetectionTrainer does near the end."""
-    dataset.mosaic = False
-    dataset.close_mosaic(hyp=copy(hyp))
+def close_loader_mosaic(loader: DataLoader, hyp: IterableSimpleNamespace) -> None:
+    """Turn off mosaic/mixup/cutmix/copy-paste in a training loader, as DetectionTrainer does near the end.
+
+    Like Ultralytics' ``train_loader.reset()``, persistent workers are restarted so their dataset copies see it.
+    """
+    loader.dataset.mosaic = False
+    loader.dataset.close_mosaic(hyp=copy(hyp))
+    iterator = getattr(loader, "_iterator", None)  # torch keeps persistent workers here between epochs
+    if iterator is not None:
+        iterator._shutdown_workers()
+        loader._iterator = None

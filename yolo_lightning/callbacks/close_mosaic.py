@@ -5,15 +5,15 @@ from __future__ import annotations
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from yolo_lightning.datamodule import close_dataset_mosaic
+from yolo_lightning.datamodule import close_loader_mosaic
 
 
 class CloseMosaic(L.Callback):
     """At the first epoch ``>= max_epochs - close_mosaic``, rebuild the training dataset's transforms without mosaic.
 
     Reads ``close_mosaic`` and the augmentation hyper-parameters from the ``YOLODataModule``. The change is made at
-    epoch start, before that epoch's DataLoader iterator (and its non-persistent workers) is created, so the workers
-    see it. A run resumed past that epoch closes mosaic again at its first epoch.
+    epoch start, before that epoch's DataLoader iterator is created, and persistent workers are restarted, so the
+    workers see it. A run resumed past that epoch closes mosaic again at its first epoch.
     """
 
     def __init__(self) -> None:
@@ -26,7 +26,6 @@ class CloseMosaic(L.Callback):
         if self.closed or not epochs_without_mosaic or trainer.max_epochs is None:
             return
         if trainer.current_epoch >= trainer.max_epochs - epochs_without_mosaic:
-            dataset = trainer.train_dataloader.dataset
-            close_dataset_mosaic(dataset, datamodule.hyp)
+            close_loader_mosaic(trainer.train_dataloader, datamodule.hyp)
             self.closed = True
             rank_zero_info(f"Closing dataloader mosaic at epoch {trainer.current_epoch} (close_mosaic={epochs_without_mosaic}).")

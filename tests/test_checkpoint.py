@@ -105,7 +105,7 @@ def test_plain_ultralytics_loads_validates_predicts_exports(run, tmp_path, safe_
     weights = run.root / "weights" / "best.pt"
     out = _load_in_fresh_process(weights, run.data, tmp_path, safe_load, export=not safe_load)
     logged = run.history[torch.load(weights, weights_only=False)["epoch"]]
-    assert logged["metrics/mAP50(B)"] > 0.05  # a real comparison, not zeros
+    assert logged["metrics/recall(B)"] > 0.1 and logged["metrics/mAP50(B)"] > 0.005  # real matches, not zeros
     for key in METRIC_KEYS:
         assert out["metrics"][key] == pytest.approx(logged[key], abs=1e-4), key
     assert out["boxes"] > 0

@@ -1,4 +1,4 @@
-"""Train yolo26n on the embedded synthetic dataset with the Python API: python examples/train.py --epochs 40."""
+"""Train yolo26n on the embedded synthetic dataset with the Python API: python examples/train.py --epochs 60."""
 
 import argparse
 
@@ -10,7 +10,7 @@ from yolo_lightning import YOLODataModule, YOLOModule
 def main() -> None:
     """Parse the few options of this example and run Trainer.fit, then print the final metrics."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--model", default="yolo26n.yaml")
     parser.add_argument("--data", default="synthetic", help="a data.yaml path, or 'synthetic'")
     parser.add_argument("--root", default="runs/example", help="Lightning's default_root_dir")

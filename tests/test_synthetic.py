@@ -11,7 +11,11 @@ import pytest
 import yaml
 
 from yolo_lightning import synthetic
-from yolo_lightning.synthetic import _FORMAT_VERSION, SYNTHETIC_NAMES, synthetic_data_yaml
+from yolo_lightning.synthetic import (
+    _FORMAT_VERSION,
+    SYNTHETIC_NAMES,
+    synthetic_data_yaml,
+)
 
 SMALL = {"n_train": 16, "n_val": 8, "imgsz": 64, "seed": 0}
 

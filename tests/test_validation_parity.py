@@ -23,6 +23,6 @@ def test_validate_equals_ultralytics_val(trained_weights, standard_data_yaml, tm
     trainer.validate(YOLOModule(model=str(trained_weights), nms=nms), datamodule)
     ours = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    assert theirs["metrics/recall(B)"] > 0.1 and theirs["metrics/mAP50(B)"] > 0.005  # real matches, not zeros
+    assert theirs["metrics/mAP50(B)"] > 0.005  # real matches, not zeros against zeros
     for key in (*METRIC_KEYS, "fitness"):
         assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
@@ -37,6 +38,10 @@ class YOLOLightningCLI(LightningCLI):
     def _print_results(self, stage: str) -> None:
         metrics = self.trainer.callback_metrics
         lines = [f"  {key:<22} {float(metrics[key]):.4f}" for key in RESULT_KEYS if key in metrics]
+        checkpoint = self.trainer.checkpoint_callback
+        if stage == "fit" and isinstance(checkpoint, UltralyticsCheckpoint) and checkpoint.best_model_score is not None:
+            best = Path(checkpoint.best_model_path).with_suffix(".pt")
+            lines.append(f"  best {checkpoint.monitor} {float(checkpoint.best_model_score):.4f}: {best}")
         if lines:
             rank_zero_info(f"yolo-lightning {stage} results:\n" + "\n".join(lines))
 

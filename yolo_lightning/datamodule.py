@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.data.build import (
@@ -145,6 +146,8 @@ class YOLODataModule(L.LightningDataModule):
         self.val_dataset: Dataset | None = None
         self.test_dataset: Dataset | None = None
         self._train_sampler: UltralyticsShuffleSampler | None = None
+        self._train_loader: DataLoader | None = None
+        self.mosaic_closed = False
         self._sampler_state: dict[str, Any] | None = None
         self.predict_dataset: Dataset | None = None
 
@@ -161,12 +164,32 @@ class YOLODataModule(L.LightningDataModule):
         return self.data_config["names"]
 
     def state_dict(self) -> dict[str, Any]:
-        """The shuffle order's state (saved in Lightning checkpoints; DDP samplers are seeded per epoch instead)."""
-        return {"train_sampler": self._train_sampler.state_dict()} if self._train_sampler is not None else {}
+        """Shuffle order and close_mosaic state, saved in Lightning checkpoints so a resumed run continues them."""
+        state: dict[str, Any] = {"mosaic_closed": self.mosaic_closed}
+        if self._train_sampler is not None:  # DDP samplers are seeded per epoch instead
+            state["train_sampler"] = self._train_sampler.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Resume the shuffle order of a checkpointed run (applied when the train loader is built)."""
+        """Resume the shuffle order and close_mosaic state of a checkpointed run (applied when the loader is built)."""
         self._sampler_state = state_dict.get("train_sampler")
+        self.mosaic_closed = state_dict.get("mosaic_closed", False)
+
+    def close_mosaic(self) -> None:
+        """Turn off mosaic/mixup/cutmix/copy-paste for the rest of the run, as DetectionTrainer's close_mosaic.
+
+        Like Ultralytics' ``train_loader.reset()``, persistent workers are restarted so their dataset copies see it;
+        call it before an epoch's iterator exists (``CloseMosaic`` does, at epoch start).
+        """
+        rank_zero_info(f"Closing dataloader mosaic (close_mosaic={self.hparams.close_mosaic}).")
+        self.mosaic_closed = True
+        self.train_dataset.mosaic = False
+        self.train_dataset.close_mosaic(hyp=copy(self.hyp))
+        loader = self._train_loader
+        iterator = getattr(loader, "_iterator", None)  # torch keeps persistent workers here between epochs
+        if iterator is not None:
+            iterator._shutdown_workers()
+            loader._iterator = None
 
     def prepare_data(self) -> None:
         """Once per node: write the synthetic dataset if asked, check labels, build the label caches."""
@@ -204,7 +227,17 @@ class YOLODataModule(L.LightningDataModule):
             if self._sampler_state is not None:
                 sampler.load_state_dict(self._sampler_state)
             self._train_sampler = sampler
-        return self._loader(dataset, batch, sampler, self.hparams.workers, prefetch=4)
+        if self.mosaic_closed or self._starts_without_mosaic():
+            self._train_loader = None
+            self.close_mosaic()  # before any iterator exists, so even the first epoch's workers see it
+        self._train_loader = self._loader(dataset, batch, sampler, self.hparams.workers, prefetch=4)
+        return self._train_loader
+
+    def _starts_without_mosaic(self) -> bool:
+        """True when a fresh run's first epoch already falls in the last ``close_mosaic`` epochs."""
+        max_epochs = getattr(self.trainer, "max_epochs", None)
+        close = self.hparams.close_mosaic
+        return bool(close) and max_epochs is not None and max_epochs > 0 and max_epochs - close <= 0
 
     def val_dataloader(self) -> DataLoader:
         """Validation batches in rect (aspect-sorted) order; under DDP each image goes to exactly one rank."""
@@ -298,16 +331,3 @@ def _round_imgsz(imgsz: int) -> int:
     if rounded != imgsz:
         warnings.warn(f"imgsz={imgsz} is not a multiple of the stride {GRID_STRIDE}; using imgsz={rounded}.", stacklevel=3)
     return rounded
-
-
-def close_loader_mosaic(loader: DataLoader, hyp: IterableSimpleNamespace) -> None:
-    """Turn off mosaic/mixup/cutmix/copy-paste in a training loader, as DetectionTrainer does near the end.
-
-    Like Ultralytics' ``train_loader.reset()``, persistent workers are restarted so their dataset copies see it.
-    """
-    loader.dataset.mosaic = False
-    loader.dataset.close_mosaic(hyp=copy(hyp))
-    iterator = getattr(loader, "_iterator", None)  # torch keeps persistent workers here between epochs
-    if iterator is not None:
-        iterator._shutdown_workers()
-        loader._iterator = None

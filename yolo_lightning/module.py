@@ -270,7 +270,7 @@ class YOLOModule(L.LightningModule):
 
     def on_train_epoch_end(self) -> None:
         """Advance YOLO26's one-to-many/one-to-one loss weights and log each group's learning rate."""
-        if hasattr(self.model.criterion, "update"):
+        if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
             self.log(f"lr/pg{i}", group["lr"], on_epoch=True, sync_dist=True)

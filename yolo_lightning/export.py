@@ -113,7 +113,7 @@ def export_ultralytics(source: Any, path: str | Path) -> Path:
     if isinstance(source, YOLOModule):
         module, epoch, metrics = source, source.current_epoch if source._trainer else -1, source.last_metrics()
     else:
-        module, epoch, metrics = _module_from_checkpoint(_checkpoint_file(Path(source)))
+        module, epoch, metrics = load_yolo_checkpoint(_checkpoint_file(Path(source)))
     checkpoint = ultralytics_checkpoint(module.model, module.ultralytics_train_args(), epoch, metrics)
     return save_atomically(checkpoint, path)
 
@@ -130,8 +130,8 @@ def _checkpoint_file(source: Path) -> Path:
     return source
 
 
-def _module_from_checkpoint(path: Path) -> tuple[Any, int, dict[str, float]]:
-    """Rebuild the YOLOModule saved in a Lightning checkpoint (its state_dict holds the EMA weights)."""
+def load_yolo_checkpoint(path: Path) -> tuple[Any, int, dict[str, float]]:
+    """Rebuild the YOLOModule of a yolo-lightning ``.ckpt``: (module with the EMA weights, epoch, last metrics)."""
     from yolo_lightning.module import YOLOModule
 
     try:

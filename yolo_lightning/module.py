@@ -17,6 +17,7 @@ from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hyperparameters import (
     MODULE_ARGS,
     check_no_unknown_arguments,
@@ -158,12 +159,7 @@ class YOLOModule(L.LightningModule):
     def _apply_freeze(self) -> list[str]:
         """Ultralytics' freeze: listed layers and ``.dfl`` frozen, every other float parameter trainable."""
         freeze = self.hparams.freeze
-        layers = list(range(freeze)) if isinstance(freeze, int) else list(freeze or [])
-        depth = len(self.model.model)
-        for layer in layers:
-            if isinstance(layer, int) and not 0 <= layer < depth:
-                raise ConfigurationError(f"freeze={freeze!r}: layer {layer} does not exist (the model has layers 0..{depth - 1}).")
-        names = [f"model.{x}." for x in layers] + [".dfl"]
+        names = freeze_layer_fragments(freeze, self.model, f"freeze={freeze!r}") + [".dfl"]
         for name, param in self.model.named_parameters():
             if any(fragment in name for fragment in names):
                 param.requires_grad = False
@@ -218,10 +214,12 @@ class YOLOModule(L.LightningModule):
         args = self.model.args
         self._warmup = Warmup.from_args(args, self._global_batch(), self.trainer.num_training_batches, self.trainer.max_epochs)
         self._lr_factor = lr_lambda(args.cos_lr, args.lrf, self.trainer.max_epochs)
-        if self.current_epoch > 0 and hasattr(self.model.init_criterion(), "update"):
-            self.model.criterion = self.model.init_criterion()
-            self.model.criterion.updates = self.current_epoch - 1
-            self.model.criterion.update()
+        if self.current_epoch > 0:
+            criterion = self.model.init_criterion()
+            if hasattr(criterion, "update"):  # YOLO26's E2ELoss: o2m/o2o weights as after current_epoch epochs
+                criterion.updates = self.current_epoch - 1
+                criterion.update()
+            self.model.criterion = criterion
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""

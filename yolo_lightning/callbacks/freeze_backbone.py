@@ -9,6 +9,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.freezing import freeze_layer_fragments
 
 
 class FreezeBackbone(BaseFinetuning):
@@ -71,7 +72,7 @@ class FreezeBackbone(BaseFinetuning):
         """Switch off the layers' parameters and register their fragments so the module keeps their BatchNorm in eval."""
         if not isinstance(getattr(pl_module, "freeze_layer_names", None), list):
             raise ConfigurationError(f"FreezeBackbone needs a YOLOModule, got {type(pl_module).__name__}.")
-        fragments = self._layer_fragments(pl_module)
+        fragments = freeze_layer_fragments(self.layers, pl_module.model, f"FreezeBackbone(layers={self.layers!r})")
         matching = [name for name, _ in pl_module.model.named_parameters() if any(f in name for f in fragments)]
         trainable = [name for name, p in pl_module.model.named_parameters() if p.requires_grad and name not in matching]
         if not trainable:
@@ -114,29 +115,6 @@ class FreezeBackbone(BaseFinetuning):
                 if not any(f in name for f in pl_module.freeze_layer_names):
                     module.train(pl_module.training)
         self._fragments, self._frozen = [], []
-
-    def _layer_fragments(self, pl_module: L.LightningModule) -> list[str]:
-        """Ultralytics' ``freeze_layer_names`` for ``layers`` (``model.{i}.``), checked against the network."""
-        depth = len(pl_module.model.model)
-        if isinstance(self.layers, int) and self.layers > depth:
-            raise ConfigurationError(
-                f"FreezeBackbone(layers={self.layers}): the model has only {depth} layers (0..{depth - 1}); "
-                f"freeze fewer layers."
-            )
-        layers = list(range(self.layers)) if isinstance(self.layers, int) else self.layers
-        names = [name for name, _ in pl_module.model.named_parameters()]
-        for layer in layers:
-            if isinstance(layer, int) and not 0 <= layer < depth:
-                raise ConfigurationError(
-                    f"FreezeBackbone(layers={self.layers!r}): layer {layer} does not exist "
-                    f"(the model has layers 0..{depth - 1})."
-                )
-            if isinstance(layer, str) and not any(f"model.{layer}." in name for name in names):
-                raise ConfigurationError(
-                    f"FreezeBackbone(layers={self.layers!r}): {layer!r} matches no parameter (looked for "
-                    f"'model.{layer}.'); use layer indices 0..{depth - 1} or name fragments such as '{depth - 1}.cv2'."
-                )
-        return [f"model.{x}." for x in layers]
 
     def _layer_summary(self) -> str:
         """``0..9`` for a layer count, else the list as given."""

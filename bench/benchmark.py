@@ -3,7 +3,7 @@
     python bench/benchmark.py --imgsz 160 --batch 8 --epochs 3 --repeats 2
 
 Both trainers see the same synthetic data, model YAML and hyper-parameters, with workers=0 (Ultralytics forces 0
-on CPU), alternating repeats. Throughput is images/s over the training epochs after the first (steady state; no
+on CPU), alternating repeats (and which one runs first). Throughput is images/s over the training epochs after the first (steady state; no
 validation inside the timed span). The floor is forward + backward + optimizer step on pre-loaded batches.
 Prints a markdown table of the medians and their ratios (for BENCHMARKS.md).
 """
@@ -103,9 +103,10 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="yolo_lightning_bench_"))
     data = synthetic_data_yaml(root / "data", n_train=args.images, n_val=16, imgsz=args.imgsz)
     native, ours, floor = [], [], []
-    for _ in range(args.repeats):  # alternate, so drifts in machine load hit both
-        native.append(native_images_per_second(data, args.images, args, root))
-        ours.append(lightning_images_per_second(data, args.images, args, root))
+    for repeat in range(args.repeats):  # alternate who runs first: drifts and in-process after-effects hit both
+        runs = [(native, native_images_per_second), (ours, lightning_images_per_second)]
+        for results, measure in runs if repeat % 2 == 0 else runs[::-1]:
+            results.append(measure(data, args.images, args, root))
         floor.append(floor_images_per_second(data, args))
     n, o, f = (statistics.median(x) for x in (native, ours, floor))
     print(f"\n{args.model} imgsz={args.imgsz} batch={args.batch} images={args.images} epochs={args.epochs} "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -33,6 +34,7 @@ class UltralyticsEMA(WeightAveraging):
         self.decay = decay
         self.tau = tau
         self._stepped = False
+        self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # (average, live) float tensors
 
     @property
     def updates(self) -> int:
@@ -61,8 +63,17 @@ class UltralyticsEMA(WeightAveraging):
         ``trainer.global_step`` cannot tell: it also advances when a module's ``optimizer_step`` skips the step.
         """
         if self._stepped and self._average_model is not None:
-            self._average_model.update_parameters(pl_module)
+            self._update(pl_module)
         self._stepped = False
+
+    def _update(self, pl_module: L.LightningModule) -> None:
+        """``AveragedModel.update_parameters`` for the float tensors, on lists built once (no per-step regrouping)."""
+        if self._pairs is None:
+            pairs = zip(_tensors(self._average_model.module), _tensors(pl_module))
+            self._pairs = tuple(map(list, zip(*((a, c) for a, c in pairs if a.is_floating_point()))))
+        averages, currents = self._pairs
+        self._blend(averages, currents, self._average_model.n_averaged)
+        self._average_model.n_averaged += 1
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
@@ -84,3 +95,8 @@ class UltralyticsEMA(WeightAveraging):
             return
         self._average_model = AveragedModel(pl_module, device=self._device, use_buffers=True, multi_avg_fn=self._blend)
         self._average_model.update_parameters(pl_module)
+
+
+def _tensors(module: torch.nn.Module) -> list[torch.Tensor]:
+    """Parameters then buffers, detached, in the order AveragedModel pairs them."""
+    return [t.detach() for t in itertools.chain(module.parameters(), module.buffers())]

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
-from ultralytics.utils.metrics import DetMetrics
+from ultralytics.utils.metrics import ConfusionMatrix, DetMetrics
 
 _NUM_IOU_THRESHOLDS = 10  # 0.50:0.05:0.95, as DetectionValidator.iouv
+MEAN_F1_KEY = "metrics/F1(B)"
+# Logged per class as ``metrics/<name>(B)/<class name>``: the attribute of Ultralytics' ``DetMetrics.box`` it reads.
+PER_CLASS_METRICS = {"precision": "p", "recall": "r", "F1": "f1", "mAP50": "ap50", "mAP50-95": "ap"}
 
 
 class DetectionMetrics(Metric):
@@ -28,7 +33,9 @@ class DetectionMetrics(Metric):
         self.names = dict(names)
         for state in ("tp", "conf", "pred_cls", "target_cls", "target_img"):
             self.add_state(state, default=[], dist_reduce_fx="cat")
+        self.add_state("images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.box_metrics: DetMetrics | None = None  # the last compute()'s full Ultralytics result (per-class arrays)
+        self.image_count = 0  # images behind the last compute(), over every rank
 
     def update(self, tp: torch.Tensor, conf: torch.Tensor, pred_cls: torch.Tensor, target_cls: torch.Tensor) -> None:
         """Add one image: ``tp`` (N, 10) bool, ``conf``/``pred_cls`` (N,), ``target_cls`` (M,)."""
@@ -38,16 +45,63 @@ class DetectionMetrics(Metric):
         self.pred_cls.append(pred_cls.to(device=device, dtype=torch.float32).flatten())
         self.target_cls.append(target_cls.to(device=device, dtype=torch.float32).flatten())
         self.target_img.append(torch.unique(self.target_cls[-1]))
+        self.images += 1
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """Ultralytics' ``results_dict``: ``metrics/precision(B)`` ... ``metrics/mAP50-95(B)`` and ``fitness``."""
+        """Ultralytics' ``results_dict``, mean F1 (``metrics/F1(B)``) and every metric per class (``.../<name>``).
+
+        Per-class values are read at the confidence Ultralytics picks (max of the smoothed mean F1 curve), for the
+        classes that have labels in the evaluated images (Ultralytics' ``ap_class_index``), as
+        ``validator.metrics.box.f1`` / ``.p`` / ``.r`` / ``.ap50`` / ``.ap`` hold them.
+        """
         stats = {name: _as_numpy(getattr(self, name)) for name in ("tp", "conf", "pred_cls", "target_cls", "target_img")}
         stats["tp"] = stats["tp"].reshape(-1, _NUM_IOU_THRESHOLDS).astype(bool)
         metrics = DetMetrics(names=self.names)
         metrics.stats = {key: [value] for key, value in stats.items()}
         metrics.process()
-        self.box_metrics = metrics
-        return {key: torch.tensor(float(value)) for key, value in metrics.results_dict.items()}
+        self.box_metrics, self.image_count = metrics, int(self.images)
+        results = {**metrics.results_dict, MEAN_F1_KEY: float(np.mean(metrics.box.f1)) if len(metrics.box.f1) else 0.0}
+        results.update(per_class_results(metrics))
+        return {key: torch.tensor(float(value)) for key, value in results.items()}
+
+
+def per_class_results(metrics: DetMetrics) -> dict[str, float]:
+    """``metrics/<metric>(B)/<class name>`` for every class with labels, from a processed ``DetMetrics``."""
+    box = metrics.box
+    return {
+        f"metrics/{metric}(B)/{metrics.names[int(c)]}": float(getattr(box, attribute)[j])
+        for metric, attribute in PER_CLASS_METRICS.items()
+        for j, c in enumerate(box.ap_class_index)
+    }
+
+
+class DetectionConfusionMatrix(Metric):
+    """Ultralytics' detection ``ConfusionMatrix`` as a torchmetrics ``Metric`` (summed over DDP ranks).
+
+    ``update`` runs ``ConfusionMatrix.process_batch`` (greedy one-to-one matching at IoU 0.45) on one image, as
+    DetectionValidator does when it plots; ``compute`` returns the global ``(nc + 1, nc + 1)`` matrix.
+    """
+
+    full_state_update = False
+    is_differentiable = False
+
+    def __init__(self, names: dict[int, str], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.names = dict(names)
+        size = len(self.names) + 1  # + background
+        self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, detections: dict[str, torch.Tensor], target: dict[str, Any], conf: float) -> None:
+        """Add one image's detections (``bboxes``/``conf``/``cls``) against its ``target`` (``bboxes``/``cls``)."""
+        image = ConfusionMatrix(names=self.names, task="detect")
+        image.process_batch(detections, target, conf=conf)
+        self.matrix += torch.from_numpy(image.matrix).to(self.matrix)
+
+    def compute(self) -> ConfusionMatrix:
+        """Ultralytics' ``ConfusionMatrix`` holding the global matrix (ready for its ``plot``)."""
+        result = ConfusionMatrix(names=self.names, task="detect")
+        result.matrix = self.matrix.cpu().numpy()
+        return result
 
 
 def _as_numpy(state: list[torch.Tensor] | torch.Tensor) -> np.ndarray:

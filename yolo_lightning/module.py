@@ -7,14 +7,22 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
+from torchmetrics.detection import MeanAveragePrecision
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.models.rtdetr.val import RTDETRValidator
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
+from ultralytics.utils.metrics import ConfusionMatrix
 
+from yolo_lightning.backbone_lr import (
+    apply_rtdetr_auto_optimizer,
+    check_backbone_lr_ratio,
+    split_backbone_groups,
+)
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.freezing import freeze_layer_fragments
@@ -23,9 +31,10 @@ from yolo_lightning.hyperparameters import (
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
-from yolo_lightning.metrics import DetectionMetrics
+from yolo_lightning.metrics import DetectionConfusionMatrix, DetectionMetrics
 from yolo_lightning.models import build_detection_model, is_rtdetr_source
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
+from yolo_lightning.reports import log_images, per_class_table, save_validation_plots
 
 D = DEFAULT_CFG
 DEFAULT_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step clips at this norm
@@ -44,6 +53,13 @@ class YOLOModule(L.LightningModule):
         conf, iou, max_det, nms, agnostic_nms: validation settings, as ``DetectionValidator`` uses them
             (``nms=False`` validates YOLO26's end-to-end one-to-one head).
         names: class names; taken from the datamodule when omitted.
+        plots: like Ultralytics, after the last epoch's validation (and after ``Trainer.validate``/``test``) save the
+            F1/P/R/PR curves and confusion matrices in the run folder and send them to loggers that take images.
+        map_cross_check: also compute COCO mAP with ``torchmetrics.detection.MeanAveragePrecision`` (faster-coco-eval,
+            300 detections), logged as ``metrics/coco/mAP50(B)`` and ``metrics/coco/mAP50-95(B)``.
+        backbone_lr_ratio: per-layer learning rates: the backbone (``model.yaml["backbone"]``'s layers) trains at
+            ``lr x backbone_lr_ratio`` in its own weight/bn/bias groups, through warmup and schedule. For RT-DETR,
+            ``optimizer="auto"`` then means AdamW, lr0 1e-4, warmup_bias_lr 0 (the guide's RTDETRBackboneLRTrainer).
     """
 
     def __init__(
@@ -69,15 +85,22 @@ class YOLOModule(L.LightningModule):
         nms: bool | None = None,
         agnostic_nms: bool = D.agnostic_nms,
         names: dict[int, str] | None = None,
+        plots: bool = D.plots,
+        map_cross_check: bool = False,
+        backbone_lr_ratio: float | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
         check_no_unknown_arguments("YOLOModule", unknown)
         if nbs < 1:
             raise ConfigurationError(f"nbs={nbs} must be >= 1.")
+        check_backbone_lr_ratio(backbone_lr_ratio)
         self.save_hyperparameters()
         self.model: DetectionModel | None = None
         self.val_metrics: DetectionMetrics | None = None
+        self.val_confusion: DetectionConfusionMatrix | None = None
+        self.val_coco_map: MeanAveragePrecision | None = None
+        self._plotting = False
         self._validator: DetectionValidator | None = None
         self._warmup: Warmup | None = None
         self._accumulate = 1
@@ -110,6 +133,11 @@ class YOLOModule(L.LightningModule):
         self.hparams.names = names  # saved with checkpoints: load_from_checkpoint rebuilds the same network
         self.model = build_detection_model(self.hparams.model, nc=len(names), names=names)
         self.val_metrics = DetectionMetrics(names)
+        self.val_confusion = DetectionConfusionMatrix(names)
+        if self.hparams.map_cross_check:
+            self.val_coco_map = MeanAveragePrecision(
+                box_format="xyxy", iou_type="bbox", max_detection_thresholds=[1, 10, 300], backend="faster_coco_eval"
+            )
         self.freeze_layer_names = self._apply_freeze()
 
     def _datamodule_names(self) -> dict[int, str]:
@@ -190,12 +218,20 @@ class YOLOModule(L.LightningModule):
         return [UltralyticsEMA(), CloseMosaic()]
 
     def configure_optimizers(self) -> dict[str, Any]:
-        """Ultralytics' parameter groups (and ``optimizer="auto"`` rule) with its per-epoch LambdaLR."""
+        """Ultralytics' parameter groups (and ``optimizer="auto"`` rule) with its per-epoch LambdaLR.
+
+        With ``backbone_lr_ratio``, each group is split into head and backbone groups (see ``split_backbone_groups``).
+        """
         loader = self._train_loader()
         epochs = self.trainer.max_epochs
+        ratio = self.hparams.backbone_lr_ratio
+        if ratio is not None and self.is_rtdetr:
+            apply_rtdetr_auto_optimizer(self.model.args)
         optimizer = build_optimizer(
             self.model, self.model.args, len(self.model.names), self._global_batch(), len(loader.dataset), epochs
         )
+        if ratio is not None:
+            split_backbone_groups(optimizer, self.model, ratio)
         schedule = lr_lambda(self.model.args.cos_lr, self.model.args.lrf, epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "epoch"}}
 
@@ -283,14 +319,42 @@ class YOLOModule(L.LightningModule):
             target = self._validator._prepare_batch(i, batch)
             tp = self._validator._process_batch(detections, target)["tp"]
             self.val_metrics.update(torch.from_numpy(tp), detections["conf"], detections["cls"], target["cls"])
+            if self._plotting:
+                self.val_confusion.update(detections, target, conf=self._validator.args.conf)
+            if self.val_coco_map is not None:
+                self.val_coco_map.update(
+                    [{"boxes": detections["bboxes"], "scores": detections["conf"], "labels": detections["cls"].long()}],
+                    [{"boxes": target["bboxes"], "labels": target["cls"].long()}],
+                )
+
+    def on_validation_epoch_start(self) -> None:
+        """Plot (like Ultralytics) after the last epoch of ``fit`` and in ``validate``/``test``, never in sanity checks."""
+        trainer = self.trainer
+        last_epoch = trainer.state.fn != TrainerFn.FITTING or trainer.current_epoch == trainer.max_epochs - 1
+        self._plotting = bool(self.hparams.plots) and last_epoch and not trainer.sanity_checking
+        self.val_confusion.reset()  # reset here, not at epoch end, so the last matrix stays inspectable
 
     def on_validation_epoch_end(self) -> None:
-        """Log Ultralytics' metric keys, computed over every rank's images."""
+        """Log Ultralytics' metric keys, mean and per-class F1/P/R/AP over every rank's images; print the table."""
         results = self.val_metrics.compute()
         self.val_metrics.reset()
+        if self.val_coco_map is not None:
+            coco = self.val_coco_map.compute()
+            self.val_coco_map.reset()
+            results.update({"metrics/coco/mAP50(B)": coco["map_50"], "metrics/coco/mAP50-95(B)": coco["map"]})
         self.log_dict(results, sync_dist=True)  # already global (every rank computed the same); silences Lightning
+        confusion = self.val_confusion.compute() if self._plotting else None  # on every rank: it synchronises
         if not self.trainer.sanity_checking:
-            rank_zero_info("  ".join(f"{k} {float(v):.4f}" for k, v in results.items()))
+            rank_zero_info(per_class_table(self.val_metrics.box_metrics, self.val_metrics.image_count))
+        if self._plotting:
+            self._save_plots(confusion)
+
+    @rank_zero_only
+    def _save_plots(self, confusion: ConfusionMatrix) -> None:
+        """Ultralytics' curves and confusion matrices into the run folder, and to loggers that take images."""
+        paths = save_validation_plots(self.val_metrics.box_metrics, confusion, Path(self.trainer.default_root_dir))
+        log_images(self.loggers, paths, step=self.global_step)
+        rank_zero_info(f"Plots saved to {Path(self.trainer.default_root_dir).resolve()}: {', '.join(p.name for p in paths)}")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Evaluate the ``test`` split exactly like validation."""

@@ -68,7 +68,8 @@ class Warmup:
             return self.accumulate
         xi = [0, self.iterations]
         for group in optimizer.param_groups:
-            start = self.warmup_bias_lr if group.get("param_group") == "bias" else 0.0
+            # biases warm down from warmup_bias_lr (scaled like the group's lr under backbone_lr_ratio), others up from 0
+            start = self.warmup_bias_lr * group.get("lr_ratio", 1.0) if group.get("param_group") == "bias" else 0.0
             group["lr"] = float(np.interp(ni, xi, [start, group["initial_lr"] * lr_factor]))
             if "momentum" in group:
                 group["momentum"] = float(np.interp(ni, xi, [self.warmup_momentum, self.momentum]))

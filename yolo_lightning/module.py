@@ -24,6 +24,7 @@ from yolo_lightning.backbone_lr import (
     split_backbone_groups,
 )
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
+from yolo_lightning.class_weights import class_instance_counts, resolve_class_weights, weighted_criterion
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hyperparameters import (
@@ -60,6 +61,10 @@ class YOLOModule(L.LightningModule):
         backbone_lr_ratio: per-layer learning rates: the backbone (``model.yaml["backbone"]``'s layers) trains at
             ``lr x backbone_lr_ratio`` in its own weight/bn/bias groups, through warmup and schedule. For RT-DETR,
             ``optimizer="auto"`` then means AdamW, lr0 1e-4, warmup_bias_lr 0 (the guide's RTDETRBackboneLRTrainer).
+        class_weights: per-class weights of the classification loss, applied as BCE ``pos_weight`` (both branches of
+            YOLO26's end-to-end loss, the v8 loss, RT-DETR's varifocal/focal loss): a list with one weight per class,
+            a ``{class name: weight}`` dict (others 1.0), or ``"inverse_frequency"``: ``max(count) / count`` over the
+            training labels, raised to ``class_weights_power`` (like Ultralytics' ``cls_pw``; 0.5 dampens).
     """
 
     def __init__(
@@ -88,13 +93,21 @@ class YOLOModule(L.LightningModule):
         plots: bool = D.plots,
         map_cross_check: bool = False,
         backbone_lr_ratio: float | None = None,
+        class_weights: list[float] | dict[str, float] | str | None = None,
+        class_weights_power: float = 1.0,
         **unknown: Any,
     ) -> None:
+        """Check the arguments and keep them as hyper-parameters (saved in checkpoints)."""
         super().__init__()
         check_no_unknown_arguments("YOLOModule", unknown)
         if nbs < 1:
             raise ConfigurationError(f"nbs={nbs} must be >= 1.")
         check_backbone_lr_ratio(backbone_lr_ratio)
+        if class_weights_power != 1.0 and class_weights != "inverse_frequency":
+            raise ConfigurationError(
+                f"class_weights_power={class_weights_power} only applies to class_weights='inverse_frequency' "
+                f"(got class_weights={class_weights!r}); drop it or switch to 'inverse_frequency'."
+            )
         self.save_hyperparameters()
         self.model: DetectionModel | None = None
         self.val_metrics: DetectionMetrics | None = None
@@ -108,6 +121,7 @@ class YOLOModule(L.LightningModule):
         self._zero_grad_due = True
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
+        self.class_weight_values: torch.Tensor | None = None  # resolved class_weights (in setup or from a checkpoint)
         if names is not None:
             self._build(names)
 
@@ -126,6 +140,7 @@ class YOLOModule(L.LightningModule):
         self.model.args = self._ultralytics_args()
         self.model.end2end = self.hparams.nms is False
         self._validator = self._make_validator()
+        self.class_weight_values = self._resolve_class_weights()
 
     def _build(self, names: dict[int, str]) -> None:
         """Build the detector and its metric for ``names``; apply ``freeze``."""
@@ -146,6 +161,20 @@ class YOLOModule(L.LightningModule):
         if names is None:
             raise ConfigurationError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
         return names
+
+    def _resolve_class_weights(self) -> torch.Tensor | None:
+        """``class_weights`` as a tensor; ``"inverse_frequency"`` counts the training labels (or reuses a checkpoint's)."""
+        spec, names = self.hparams.class_weights, self.model.names
+        counts = None
+        if spec == "inverse_frequency":
+            dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
+            if dataset is None:  # validate/test/predict: no training labels here
+                return self.class_weight_values
+            counts = class_instance_counts(dataset.labels, len(names))
+        weights = resolve_class_weights(spec, names, counts, self.hparams.class_weights_power)
+        if weights is not None:
+            rank_zero_info("class_weights: " + ", ".join(f"{names[i]} {w:.3f}" for i, w in enumerate(weights.tolist())))
+        return weights
 
     def _ultralytics_args(self):
         """The IterableSimpleNamespace Ultralytics' losses and validator read (``model.args``)."""
@@ -246,16 +275,24 @@ class YOLOModule(L.LightningModule):
             raise ConfigurationError("YOLOModule's LR schedule needs Trainer(max_epochs=N) with N >= 1.")
 
     def on_train_start(self) -> None:
-        """Fix the warmup length and nominal accumulation; fast-forward YOLO26's E2E loss schedule on resume."""
+        """Fix warmup and nominal accumulation; build the (class-weighted) loss, fast-forwarding YOLO26's on resume."""
         args = self.model.args
         self._warmup = Warmup.from_args(args, self._global_batch(), self.trainer.num_training_batches, self.trainer.max_epochs)
         self._lr_factor = lr_lambda(args.cos_lr, args.lrf, self.trainer.max_epochs)
-        if self.current_epoch > 0:
-            criterion = self.model.init_criterion()
-            if hasattr(criterion, "update"):  # YOLO26's E2ELoss: o2m/o2o weights as after current_epoch epochs
-                criterion.updates = self.current_epoch - 1
-                criterion.update()
-            self.model.criterion = criterion
+        criterion = weighted_criterion(self.model, self.class_weight_values)  # on the training device
+        if self.current_epoch > 0 and hasattr(criterion, "update"):  # YOLO26's E2ELoss: o2m/o2o as after N epochs
+            criterion.updates = self.current_epoch - 1
+            criterion.update()
+        self.model.criterion = criterion
+        if self.class_weight_values is not None:
+            names = self.model.names
+            for logger in self.loggers:
+                logger.log_hyperparams({f"class_weights/{names[i]}": w for i, w in enumerate(self.class_weight_values.tolist())})
+
+    def on_validation_start(self) -> None:
+        """Outside ``fit``, the validation loss uses the class-weighted criterion too (built on the right device)."""
+        if getattr(self.model, "criterion", None) is None:
+            self.model.criterion = weighted_criterion(self.model, self.class_weight_values)
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""
@@ -399,8 +436,12 @@ class YOLOModule(L.LightningModule):
             "last_opt_step": self._last_opt_step,
             "train_args": self.ultralytics_train_args(),
             "train_metrics": self.last_metrics(),
+            "class_weights": None if self.class_weight_values is None else self.class_weight_values.tolist(),
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the accumulation cadence of a resumed run."""
-        self._last_opt_step = checkpoint.get("yolo_lightning", {}).get("last_opt_step", -1)
+        """Restore the accumulation cadence of a resumed run and its resolved class weights."""
+        extra = checkpoint.get("yolo_lightning", {})
+        self._last_opt_step = extra.get("last_opt_step", -1)
+        if extra.get("class_weights") is not None:
+            self.class_weight_values = torch.tensor(extra["class_weights"], dtype=torch.float32)

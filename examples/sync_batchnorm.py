@@ -3,10 +3,10 @@
 On one device, or on CPUs (where torch's SyncBatchNorm cannot run), the callback keeps plain BatchNorm.
 """
 
-import argparse
-
 import lightning as L
 from torch import nn
+
+from common import example_parser, print_metrics
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import SyncBatchNorm
@@ -14,12 +14,8 @@ from yolo_lightning.callbacks import SyncBatchNorm
 
 def main() -> None:
     """Train yolo26n on the embedded synthetic dataset with the SyncBatchNorm callback, then print what it did."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=20)
+    parser = example_parser(__doc__, epochs=20, root="runs/sync_batchnorm")
     parser.add_argument("--devices", default="auto", help="Lightning's devices: 'auto', a count, or '0,1'")
-    parser.add_argument("--model", default="yolo26n.yaml")
-    parser.add_argument("--data", default="synthetic", help="a data.yaml path, or 'synthetic'")
-    parser.add_argument("--root", default="runs/sync_batchnorm", help="Lightning's default_root_dir")
     args = parser.parse_args()
 
     datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=2, close_mosaic=5)
@@ -33,8 +29,7 @@ def main() -> None:
             f"world size {trainer.world_size}: {sync.converted} layers trained as SyncBatchNorm, "
             f"{batchnorms} BatchNorm2d after fit"
         )
-        for key in ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)"):
-            print(f"{key:<22} {float(trainer.callback_metrics[key]):.4f}")
+        print_metrics(trainer)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ def run_example_config(name: str, data: Path, root: Path, *args: str) -> str:
 
 
 def _run(command: list[str], cwd: Path) -> str:
+    cwd.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # DDP examples start two processes on two cores
     result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""The README's examples run (shortened to one epoch on the small dataset by their own arguments)."""
+"""The README's examples run (shortened to one or two epochs on the small dataset by their own arguments)."""
 
 from __future__ import annotations
 
@@ -15,3 +15,61 @@ def test_quickstart_config_trains_and_prints_results(tiny_data_yaml, tmp_path):
 @pytest.mark.slow
 def test_python_api_example(tiny_data_yaml, tmp_path):
     assert "metrics/mAP50-95(B)" in run_example_script("train.py", tiny_data_yaml, tmp_path, "--epochs", "1")
+
+
+# The guide's customizations: each example script and its LightningCLI config, shortened to 1-2 epochs (CI runs all).
+@pytest.mark.slow
+def test_per_class_f1_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script("per_class_f1.py", tiny_data_yaml, tmp_path / "script", "--epochs", "1")
+    assert all(f"metrics/F1(B)/{name}" in output for name in ("square", "circle", "triangle", "star"))
+    assert "metrics/coco/mAP50-95(B)" in output and "F1      mAP50   mAP50-95" in output
+    assert {"BoxF1_curve.png", "BoxPR_curve.png", "confusion_matrix.png"} <= {p.name for p in (tmp_path / "script").iterdir()}
+    output = run_example_config("per_class_f1.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "1")
+    assert "metrics/F1(B)" in output and "metrics/coco/mAP50(B)" in output and "F1      mAP50   mAP50-95" in output
+    assert (tmp_path / "config" / "confusion_matrix.png").is_file()
+
+
+@pytest.mark.slow
+def test_class_weights_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script("class_weights.py", tiny_data_yaml, tmp_path / "script", "--epochs", "1", "--power", "0.5")
+    assert "class weights: {'square'" in output and "metrics/recall(B)/star" in output
+    output = run_example_config("class_weights.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "1")
+    assert "class_weights: square" in output and "yolo-lightning fit results:" in output
+
+
+@pytest.mark.slow
+def test_best_by_map50_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script("best_by_map50.py", tiny_data_yaml, tmp_path / "script", "--epochs", "2")
+    assert "best.pt: epoch" in output and (tmp_path / "script" / "weights" / "best.pt").is_file()
+    output = run_example_config("best_by_map50.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "2")
+    assert "best metrics/mAP50(B)" in output and (tmp_path / "config" / "weights" / "best.pt").is_file()
+
+
+@pytest.mark.slow
+def test_per_layer_lr_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script("per_layer_lr.py", tiny_data_yaml, tmp_path / "script", "--epochs", "1")
+    assert "backbone/weight" in output and "head/bias" in output
+    output = run_example_config("per_layer_lr.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "1")
+    assert "backbone_lr_ratio=0.1: layers 0..10 train at lr x 0.1" in output
+
+
+@pytest.mark.slow
+def test_rtdetr_backbone_lr_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script("rtdetr_backbone_lr.py", tiny_data_yaml, tmp_path / "script", "--epochs", "1")
+    assert "backbone/weight" in output and "metrics/mAP50-95(B)" in output
+    output = run_example_config("rtdetr_backbone_lr.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "1")
+    assert "backbone_lr_ratio=0.1: layers 0..9 train at lr x 0.1" in output and "lr=0.0001" in output
+
+
+@pytest.mark.slow
+def test_all_in_one_example_and_config(tiny_data_yaml, tmp_path):
+    output = run_example_script(
+        "all_in_one.py", tiny_data_yaml, tmp_path / "script", "--epochs", "2", "--unfreeze-at-epoch", "1"
+    )
+    assert "best.pt by metrics/mAP50(B)" in output and "FreezeBackbone: epoch 1: unfroze" in output
+    assert "class_weights: square" in output and "backbone_lr_ratio=0.1" in output and "train/grad_norm_epoch" in output
+    output = run_example_config(
+        "all_in_one.yaml", tiny_data_yaml, tmp_path / "config", "--trainer.max_epochs", "2",
+        "--trainer.callbacks.init_args.unfreeze_at_epoch", "1",
+    )  # fmt: skip
+    assert "FreezeBackbone: epoch 1: unfroze" in output and "best metrics/mAP50(B)" in output

@@ -16,7 +16,10 @@ from yolo_lightning.export import export_ultralytics
 from yolo_lightning.module import YOLOModule
 
 DEFAULT_RUN_DIR = "runs/detect/train"  # weights land in runs/detect/train/weights/, as with Ultralytics
-RESULT_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
+RESULT_KEYS = (
+    "metrics/precision(B)", "metrics/recall(B)", "metrics/F1(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness",
+    "metrics/coco/mAP50(B)", "metrics/coco/mAP50-95(B)",
+)  # fmt: skip  (printed when logged; per-class values are in the table printed at each validation)
 
 
 class YOLOLightningCLI(LightningCLI):
@@ -37,7 +40,7 @@ class YOLOLightningCLI(LightningCLI):
 
     def _print_results(self, stage: str) -> None:
         metrics = self.trainer.callback_metrics
-        lines = [f"  {key:<22} {float(metrics[key]):.4f}" for key in RESULT_KEYS if key in metrics]
+        lines = [f"  {key:<24} {float(metrics[key]):.4f}" for key in RESULT_KEYS if key in metrics]
         checkpoint = self.trainer.checkpoint_callback
         if stage == "fit" and isinstance(checkpoint, UltralyticsCheckpoint) and checkpoint.best_model_score is not None:
             best = Path(checkpoint.best_model_path).with_suffix(".pt")

@@ -1,0 +1,25 @@
+"""What every example script shares: its command-line options and the final metrics printout."""
+
+from __future__ import annotations
+
+import argparse
+
+import lightning as L
+
+METRIC_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+def example_parser(description: str, epochs: int, root: str, model: str = "yolo26n.yaml") -> argparse.ArgumentParser:
+    """An ArgumentParser with the options every example takes (CI shortens runs with ``--epochs`` and ``--data``)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--model", default=model)
+    parser.add_argument("--data", default="synthetic", help="a data.yaml path, or 'synthetic'")
+    parser.add_argument("--root", default=root, help="Lightning's default_root_dir")
+    return parser
+
+
+def print_metrics(trainer: L.Trainer, keys: tuple[str, ...] = METRIC_KEYS) -> None:
+    """Print the last validation's values of ``keys``, one per line."""
+    for key in keys:
+        print(f"{key:<28} {float(trainer.callback_metrics[key]):.4f}")

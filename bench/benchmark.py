@@ -1,83 +1,135 @@
-"""Training throughput of yolo-lightning vs native ``YOLO(...).train()`` and vs the compute floor, in one run.
+"""yolo-lightning vs native ``YOLO(...).train()`` (and vs the compute floor): speed, memory and accuracy, in one run.
 
-    python bench/benchmark.py --imgsz 160 --batch 8 --epochs 3 --repeats 2
+    python bench/benchmark.py speed --imgsz 160 --batch 8 --epochs 3 --repeats 2
+    python bench/benchmark.py accuracy --epochs 30 --seeds 0 1 2
 
-Both trainers see the same synthetic data, model YAML and hyper-parameters, with workers=0 (Ultralytics forces 0
-on CPU), alternating repeats (and which one runs first). Throughput is images/s over the training epochs after the first (steady state; no
-validation inside the timed span). The floor is forward + backward + optimizer step on pre-loaded batches.
-Prints a markdown table of the medians and their ratios (for BENCHMARKS.md).
+Every measurement runs in a fresh Python process (so peak memory is its own, and no runner inherits another's
+warm caches), alternating which trainer goes first in each repeat. Both trainers see the same synthetic data,
+model YAML and hyper-parameters.
+
+speed, per runner: training images/s over the epochs after the first (batches only, validation excluded);
+validation images/s (in-training validations after the first); peak resident memory of the process; time from
+the start of the run (model construction included) to the end of the first training batch. Runners: ``native``
+and ``lightning`` at workers=0 (like for like: Ultralytics forces 0 on CPU), ``lightning-workers`` (the DataModule
+with ``--workers`` loader processes), and ``floor`` (forward + backward + clip + optimizer step on pre-loaded
+batches, no framework, no data loading).
+
+accuracy: final mAP50-95 after the same number of epochs, for each seed, native vs yolo-lightning (workers=0).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
-
-import lightning as L
-import torch
-from ultralytics import YOLO
-
-from yolo_lightning import YOLODataModule, YOLOModule
-from yolo_lightning.recipe import build_optimizer
-from yolo_lightning.synthetic import synthetic_data_yaml
+from typing import Any
 
 RECIPE = dict(optimizer="AdamW", lr0=0.003, warmup_epochs=1)
+RUNNERS = ("native", "lightning", "lightning-workers", "floor")
 
 
-class _EpochTimer(L.Callback):
-    """Wall time of each training epoch (batches only)."""
+# ------------------------------------------------------------------------------------------- one run per process
+def run_native(args: argparse.Namespace) -> dict[str, Any]:
+    """Ultralytics' DetectionTrainer: YOLO(model).train(...)."""
+    from ultralytics import YOLO
 
-    def __init__(self) -> None:
-        self.seconds: list[float] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.seconds.append(time.perf_counter() - self._start)
-
-
-def native_images_per_second(data: Path, images: int, args: argparse.Namespace, root: Path) -> float:
-    """Steady-state training images/s of Ultralytics' DetectionTrainer."""
-    seconds: list[float] = []
+    start = time.perf_counter()
+    epochs: list[float] = []
+    validations: list[float] = []
+    first_step: list[float] = []
     model = YOLO(args.model)
-    model.add_callback("on_train_epoch_start", lambda t: setattr(t, "_bench_start", time.perf_counter()))
-    model.add_callback("on_train_epoch_end", lambda t: seconds.append(time.perf_counter() - t._bench_start))
-    model.train(
-        data=str(data), epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, nbs=args.batch, workers=0,
-        device="cpu", plots=False, verbose=False, project=str(root), name="native", exist_ok=True, **RECIPE,
+
+    def batch_end(trainer: Any) -> None:
+        if not first_step:
+            first_step.append(time.perf_counter() - start)
+
+    model.add_callback("on_train_batch_end", batch_end)
+    model.add_callback("on_train_epoch_start", lambda t: setattr(t, "_bench_epoch", time.perf_counter()))
+    model.add_callback("on_train_epoch_end", lambda t: epochs.append(time.perf_counter() - t._bench_epoch))
+    model.add_callback("on_val_start", lambda v: setattr(v, "_bench_val", time.perf_counter()))
+    model.add_callback("on_val_end", lambda v: validations.append(time.perf_counter() - v._bench_val))
+    results = model.train(
+        data=args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, nbs=args.batch, workers=0,
+        device="cpu", plots=False, verbose=False, project=args.root, name="native", exist_ok=True, seed=args.seed,
+        close_mosaic=0, **RECIPE,
     )  # fmt: skip
-    return images / statistics.mean(seconds[1:])
+    return _summary(args, epochs, validations[: args.epochs], first_step, results.results_dict["metrics/mAP50-95(B)"])
 
 
-def lightning_images_per_second(data: Path, images: int, args: argparse.Namespace, root: Path) -> float:
-    """Steady-state training images/s of yolo-lightning (Lightning's Trainer.fit)."""
-    timer = _EpochTimer()
+def run_lightning(args: argparse.Namespace) -> dict[str, Any]:
+    """yolo-lightning: Lightning's Trainer.fit with YOLOModule and YOLODataModule."""
+    import lightning as L
+
+    from yolo_lightning import YOLODataModule, YOLOModule
+
+    class Timer(L.Callback):
+        """Epoch (validation excluded), validation and first-batch times."""
+
+        def __init__(self) -> None:
+            self.epochs: list[float] = []
+            self.validations: list[float] = []
+            self.first_step: list[float] = []
+            self.validated = 0.0
+
+        def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.epoch_start, self.validated = time.perf_counter(), 0.0
+
+        def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+            if not self.first_step:
+                self.first_step.append(time.perf_counter() - start)
+
+        def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+            self.validation_start = time.perf_counter()
+
+        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            self.validations.append(time.perf_counter() - self.validation_start)
+            self.validated = self.validations[-1]
+
+        def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+            # Lightning validates inside the training epoch, before on_train_epoch_end: leave that time out
+            self.epochs.append(time.perf_counter() - self.epoch_start - self.validated)
+
+    start = time.perf_counter()
+    timer = Timer()
+    module = YOLOModule(model=args.model, nbs=args.batch, plots=False, **RECIPE)
+    datamodule = YOLODataModule(
+        data=args.data, imgsz=args.imgsz, batch=args.batch, workers=args.workers, seed=args.seed, close_mosaic=0
+    )
     trainer = L.Trainer(
-        max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer],
-        default_root_dir=str(root),
+        max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, num_sanity_val_steps=0, callbacks=[timer], default_root_dir=args.root,
     )  # fmt: skip
-    module = YOLOModule(model=args.model, nbs=args.batch, **RECIPE)
-    trainer.fit(module, YOLODataModule(data=str(data), imgsz=args.imgsz, batch=args.batch, workers=0))
-    return images / statistics.mean(timer.seconds[1:])
+    L.seed_everything(args.seed, verbose=False)
+    trainer.fit(module, datamodule)
+    mean_ap = float(trainer.callback_metrics["metrics/mAP50-95(B)"])
+    return _summary(args, timer.epochs, timer.validations, timer.first_step, mean_ap)
 
 
-def floor_images_per_second(data: Path, args: argparse.Namespace) -> float:
-    """Forward + backward + optimizer step on pre-loaded batches: no data loading, no framework."""
-    datamodule = YOLODataModule(data=str(data), imgsz=args.imgsz, batch=args.batch, workers=0)
+def run_floor(args: argparse.Namespace) -> dict[str, Any]:
+    """Forward + backward + clip + optimizer step on pre-loaded batches: no data loading, no framework."""
+    import torch
+
+    from yolo_lightning import YOLODataModule, YOLOModule
+    from yolo_lightning.recipe import build_optimizer
+
+    datamodule = YOLODataModule(data=args.data, imgsz=args.imgsz, batch=args.batch, workers=0, close_mosaic=0)
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
     module = YOLOModule(model=args.model, names=datamodule.names, nbs=args.batch, **RECIPE)
-    module.model.args = module._ultralytics_args()
-    optimizer = build_optimizer(module.model, module.model.args, len(datamodule.names), args.batch, len(datamodule.train_dataset), args.epochs)
+    module.model.args = module.ultralytics_args()
+    images = len(datamodule.train_dataset)
+    optimizer = build_optimizer(module.model, module.model.args, len(datamodule.names), args.batch, images, args.epochs)
     module.model.train()
     for batch in batches:
         batch["img"] = batch["img"].float() / 255
-    for _ in range(2):  # warm-up pass, then the timed pass
+    epochs = []
+    for _ in range(args.epochs):
         start = time.perf_counter()
         for batch in batches:
             loss, _ = module.model.loss(batch)
@@ -85,37 +137,113 @@ def floor_images_per_second(data: Path, args: argparse.Namespace) -> float:
             torch.nn.utils.clip_grad_norm_(module.model.parameters(), max_norm=10.0)
             optimizer.step()
             optimizer.zero_grad()
-        seconds = time.perf_counter() - start
-    return len(datamodule.train_dataset) / seconds
+        epochs.append(time.perf_counter() - start)
+    return _summary(args, epochs, [], [], None)
+
+
+def _summary(
+    args: argparse.Namespace, epochs: list[float], validations: list[float], first_step: list[float], mean_ap: float | None
+) -> dict[str, Any]:
+    """Per-run numbers: steady-state rates (first epoch/validation excluded), peak RSS, first step, final mAP."""
+    steady = epochs[1:] or epochs
+    return {
+        "train_ips": args.images / statistics.mean(steady),
+        "val_ips": args.val_images / statistics.mean(validations[1:]) if len(validations) > 1 else None,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "first_step_s": first_step[0] if first_step else None,
+        "map50_95": mean_ap,
+    }
+
+
+# ------------------------------------------------------------------------------------------------- orchestration
+def measure(runner: str, args: argparse.Namespace, data: Path, root: Path, seed: int = 0) -> dict[str, Any]:
+    """Run one runner in a fresh process and return its JSON summary."""
+    workers = args.workers if runner == "lightning-workers" else 0
+    command = [
+        sys.executable, __file__, "_run", runner, "--data", str(data), "--root", str(root / f"{runner}-{seed}"),
+        "--model", args.model, "--imgsz", str(args.imgsz), "--batch", str(args.batch), "--epochs", str(args.epochs),
+        "--images", str(args.images), "--val-images", str(args.val_images), "--workers", str(workers),
+        "--seed", str(seed),
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"{runner} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def speed(args: argparse.Namespace, data: Path, root: Path) -> None:
+    """Alternating repeats of every runner; print the markdown table of medians and ratios."""
+    results: dict[str, list[dict[str, Any]]] = {runner: [] for runner in RUNNERS}
+    for repeat in range(args.repeats):
+        order = RUNNERS if repeat % 2 == 0 else RUNNERS[::-1]
+        for runner in order:
+            results[runner].append(measure(runner, args, data, root))
+            print(f"repeat {repeat} {runner}: {results[runner][-1]}", file=sys.stderr)
+
+    def median(runner: str, key: str) -> float | None:
+        values = [r[key] for r in results[runner] if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    print(f"\n{args.model} imgsz={args.imgsz} batch={args.batch} images={args.images} val images={args.val_images} "
+          f"epochs={args.epochs} repeats={args.repeats}, lightning-workers: workers={args.workers}")  # fmt: skip
+    print("| measure | native | yolo-lightning | yolo-lightning, workers | floor | ratio |")
+    print("|---|---|---|---|---|---|")
+    n, o, w, f = (median(r, "train_ips") for r in RUNNERS)
+    print(f"| train images/s | {n:.1f} | {o:.1f} | {w:.1f} | {f:.1f} | lightning/native **{o / n:.2f}x**; "
+          f"per-iteration time: lightning {f / o:.2f}x floor, with workers {f / w:.2f}x floor |")  # fmt: skip
+    nv, ov, wv = (median(r, "val_ips") for r in RUNNERS[:3])
+    print(f"| validation images/s | {nv:.1f} | {ov:.1f} | {wv:.1f} | | lightning/native **{ov / nv:.2f}x** |")
+    nm, om, wm, fm = (median(r, "peak_rss_mb") for r in RUNNERS)
+    print(f"| peak RSS, MB (main process) | {nm:.0f} | {om:.0f} | {wm:.0f} | {fm:.0f} | lightning/native **{om / nm:.2f}x** |")
+    nf, of, wf = (median(r, "first_step_s") for r in RUNNERS[:3])
+    print(f"| time to first step, s | {nf:.1f} | {of:.1f} | {wf:.1f} | | lightning/native {of / nf:.2f}x |")
+    print("| all train images/s | " + " | ".join(", ".join(f"{r['train_ips']:.1f}" for r in results[k]) for k in RUNNERS) + " | |")
+
+
+def accuracy(args: argparse.Namespace, data: Path, root: Path) -> None:
+    """Final mAP50-95 per seed for native and yolo-lightning; print mean and spread."""
+    scores: dict[str, list[float]] = {"native": [], "lightning": []}
+    for i, seed in enumerate(args.seeds):
+        for runner in ("native", "lightning") if i % 2 == 0 else ("lightning", "native"):
+            scores[runner].append(measure(runner, args, data, root, seed)["map50_95"])
+            print(f"seed {seed} {runner}: {scores[runner][-1]:.4f}", file=sys.stderr)
+    print(f"\n{args.model} imgsz={args.imgsz} batch={args.batch} images={args.images} epochs={args.epochs}, "
+          f"seeds {args.seeds}")  # fmt: skip
+    print("| final mAP50-95 | per seed | mean | spread (max - min) |")
+    print("|---|---|---|---|")
+    for runner, values in scores.items():
+        print(f"| {runner} | {', '.join(f'{v:.3f}' for v in values)} | {statistics.mean(values):.3f} | "
+              f"{max(values) - min(values):.3f} |")  # fmt: skip
 
 
 def main() -> None:
-    """Run the alternating repeats and print the markdown table."""
+    """Parse the command and run it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("speed", "accuracy", "_run"))
+    parser.add_argument("runner", nargs="?", choices=RUNNERS, help="(internal: the runner of a _run)")
     parser.add_argument("--model", default="yolo26n.yaml")
     parser.add_argument("--imgsz", type=int, default=160)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--images", type=int, default=64, help="training images in the synthetic dataset")
+    parser.add_argument("--val-images", type=int, default=32, help="validation images in the synthetic dataset")
+    parser.add_argument("--workers", type=int, default=2, help="loader processes of the lightning-workers runner")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seed", type=int, default=0, help="(internal)")
+    parser.add_argument("--data", help="(internal)")
+    parser.add_argument("--root", help="(internal)")
     args = parser.parse_args()
 
+    if args.command == "_run":
+        run = {"native": run_native, "floor": run_floor}.get(args.runner, run_lightning)
+        print(json.dumps(run(args)))
+        return
+    from yolo_lightning.synthetic import synthetic_data_yaml
+
     root = Path(tempfile.mkdtemp(prefix="yolo_lightning_bench_"))
-    data = synthetic_data_yaml(root / "data", n_train=args.images, n_val=16, imgsz=args.imgsz)
-    native, ours, floor = [], [], []
-    for repeat in range(args.repeats):  # alternate who runs first: drifts and in-process after-effects hit both
-        runs = [(native, native_images_per_second), (ours, lightning_images_per_second)]
-        for results, measure in runs if repeat % 2 == 0 else runs[::-1]:
-            results.append(measure(data, args.images, args, root))
-        floor.append(floor_images_per_second(data, args))
-    n, o, f = (statistics.median(x) for x in (native, ours, floor))
-    print(f"\n{args.model} imgsz={args.imgsz} batch={args.batch} images={args.images} epochs={args.epochs} "
-          f"repeats={args.repeats}, CPU threads={torch.get_num_threads()}, workers=0")  # fmt: skip
-    print("| measure | native | yolo-lightning | floor | yolo-lightning / native | floor / yolo-lightning |")
-    print("|---|---|---|---|---|---|")
-    print(f"| train images/s (median) | {n:.1f} | {o:.1f} | {f:.1f} | {o / n:.2f}x | {f / o:.2f}x |")
-    print(f"| all repeats | {', '.join(f'{x:.1f}' for x in native)} | {', '.join(f'{x:.1f}' for x in ours)} "
-          f"| {', '.join(f'{x:.1f}' for x in floor)} | | |")  # fmt: skip
+    data = synthetic_data_yaml(root / "data", n_train=args.images, n_val=args.val_images, imgsz=args.imgsz)
+    (speed if args.command == "speed" else accuracy)(args, data, root)
 
 
 if __name__ == "__main__":

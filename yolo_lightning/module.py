@@ -16,6 +16,7 @@ from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.models.rtdetr.val import RTDETRValidator
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
+from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.metrics import ConfusionMatrix
 
 from yolo_lightning.backbone_lr import (
@@ -137,7 +138,7 @@ class YOLOModule(L.LightningModule):
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
         if self.model is None:
             self._build(self._datamodule_names())
-        self.model.args = self._ultralytics_args()
+        self.model.args = self.ultralytics_args()
         self.model.end2end = self.hparams.nms is False
         self._validator = self._make_validator()
         self.class_weight_values = self._resolve_class_weights()
@@ -176,7 +177,7 @@ class YOLOModule(L.LightningModule):
             rank_zero_info("class_weights: " + ", ".join(f"{names[i]} {w:.3f}" for i, w in enumerate(weights.tolist())))
         return weights
 
-    def _ultralytics_args(self):
+    def ultralytics_args(self) -> IterableSimpleNamespace:
         """The IterableSimpleNamespace Ultralytics' losses and validator read (``model.args``)."""
         trainer = self._trainer
         epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs and trainer.max_epochs > 0 else 1

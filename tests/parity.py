@@ -25,6 +25,7 @@ class RunRecord:
 
     losses: list[float] = field(default_factory=list)
     epoch_metrics: list[dict[str, float]] = field(default_factory=list)
+    epoch_train_losses: list[dict[str, float]] = field(default_factory=list)  # train/box_loss... per epoch
 
 
 def save_initial_weights(cfg: str, names: dict[int, str], path: Path) -> Path:
@@ -42,11 +43,15 @@ def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, **hyp
     model = YOLO(str(weights))
     model.add_callback("on_train_batch_end", lambda t: record.losses.append(float(t.loss)))
     model.add_callback("on_fit_epoch_end", lambda t: record.epoch_metrics.append(dict(t.metrics)))
+    model.add_callback(
+        "on_fit_epoch_end", lambda t: record.epoch_train_losses.append(t.label_loss_items(t.tloss, prefix="train"))
+    )
     model.train(
         data=str(data), epochs=epochs, device="cpu", workers=0, plots=False, amp=False, deterministic=False,
         project=str(project), name="ultralytics", exist_ok=True, seed=0, verbose=False, **hyp,
     )  # fmt: skip
     record.epoch_metrics = record.epoch_metrics[:epochs]  # the last call repeats after final_eval on best.pt
+    record.epoch_train_losses = record.epoch_train_losses[:epochs]
     return record
 
 
@@ -58,6 +63,17 @@ class _Recorder(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.record.losses.append(float(outputs["loss"]))
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if trainer.current_epoch > 0:  # the previous epoch's train/ keys (logged at its end, after this hook ran)
+            self._record_train_losses(trainer)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        self._record_train_losses(trainer)
+
+    def _record_train_losses(self, trainer) -> None:
+        metrics = trainer.callback_metrics
+        self.record.epoch_train_losses.append({k: float(v) for k, v in metrics.items() if k.startswith("train/")})
 
     def on_validation_end(self, trainer, pl_module) -> None:
         if not trainer.sanity_checking:

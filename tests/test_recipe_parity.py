@@ -36,5 +36,11 @@ def test_training_matches_detection_trainer(start, tiny_data_yaml, tmp_path, req
     for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics):
         for key in METRIC_KEYS:
             assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key
+    assert len(lightning.epoch_train_losses) == EPOCHS and set(lightning.epoch_train_losses[0]) == set(
+        ultralytics.epoch_train_losses[0]
+    )  # train/box_loss, train/cls_loss, train/dfl_loss (or l1_loss): each epoch's mean, as Ultralytics' tloss
+    for ours, theirs in zip(lightning.epoch_train_losses, ultralytics.epoch_train_losses):
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
     if start == "yolo26n trained":
         assert ultralytics.epoch_metrics[-1]["metrics/mAP50(B)"] > 0.005  # a real comparison, not zeros

@@ -120,6 +120,8 @@ class YOLOModule(L.LightningModule):
         self._accumulate = 1
         self._last_opt_step = -1
         self._zero_grad_due = True
+        self._train_loss_sums: dict[str, torch.Tensor] = {}  # this epoch's loss items, summed per batch
+        self._train_batches = 0
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
         self.class_weight_values: torch.Tensor | None = None  # resolved class_weights (in setup or from a checkpoint)
@@ -234,8 +236,9 @@ class YOLOModule(L.LightningModule):
                 module.eval()
 
     def on_train_epoch_start(self) -> None:
-        """Re-apply eval mode to frozen BatchNorm layers at each epoch start."""
+        """Re-apply eval mode to frozen BatchNorm layers and restart the epoch's loss sums."""
         self._keep_frozen_batchnorm_in_eval()
+        self._train_loss_sums, self._train_batches = {}, 0
 
     def on_validation_model_train(self) -> None:
         """Back to train mode after validation, frozen BatchNorm excepted."""
@@ -335,15 +338,18 @@ class YOLOModule(L.LightningModule):
         """Ultralytics' loss, scaled like DetectionTrainer's (sum over the batch, times world size under DDP)."""
         batch = self._preprocess(batch)
         loss, loss_items = self.model.loss(batch)
-        self.log_dict(
-            {f"train/{k}": v for k, v in loss_items.items()}, on_step=False, on_epoch=True, batch_size=1, sync_dist=True
-        )  # averaged over batches and ranks once per epoch, no per-batch host sync
+        for name, value in loss_items.items():  # summed on the device like BaseTrainer's tloss: no host sync
+            self._train_loss_sums[name] = self._train_loss_sums.get(name, 0.0) + value
+        self._train_batches += 1
         return loss.sum() * self.trainer.world_size
 
     def on_train_epoch_end(self) -> None:
-        """Advance YOLO26's one-to-many/one-to-one loss weights and log each group's learning rate."""
+        """Advance YOLO26's one-to-many/one-to-one loss weights; log the epoch's mean losses and each group's lr."""
         if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
+        if self._train_batches:  # the epoch's mean loss items, averaged over ranks
+            means = {f"train/{k}": v / self._train_batches for k, v in self._train_loss_sums.items()}
+            self.log_dict(means, sync_dist=True)
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
             self.log(f"lr/pg{i}", group["lr"], on_epoch=True, sync_dist=True)
 

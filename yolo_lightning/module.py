@@ -33,7 +33,7 @@ from yolo_lightning.hyperparameters import (
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
-from yolo_lightning.metrics import DetectionConfusionMatrix, DetectionMetrics
+from yolo_lightning.metrics import DetectionConfusionMatrix, DetectionMetrics, EpochLossMeans
 from yolo_lightning.models import build_detection_model, is_rtdetr_source
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
 from yolo_lightning.reports import log_images, per_class_table, save_validation_plots
@@ -120,8 +120,7 @@ class YOLOModule(L.LightningModule):
         self._accumulate = 1
         self._last_opt_step = -1
         self._zero_grad_due = True
-        self._train_loss_sums: dict[str, torch.Tensor] = {}  # this epoch's loss items, summed per batch
-        self._train_batches = 0
+        self._train_losses, self._val_losses = EpochLossMeans("train"), EpochLossMeans("val")
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
         self.class_weight_values: torch.Tensor | None = None  # resolved class_weights (in setup or from a checkpoint)
@@ -238,7 +237,7 @@ class YOLOModule(L.LightningModule):
     def on_train_epoch_start(self) -> None:
         """Re-apply eval mode to frozen BatchNorm layers and restart the epoch's loss sums."""
         self._keep_frozen_batchnorm_in_eval()
-        self._train_loss_sums, self._train_batches = {}, 0
+        self._train_losses.reset()
 
     def on_validation_model_train(self) -> None:
         """Back to train mode after validation, frozen BatchNorm excepted."""
@@ -338,18 +337,14 @@ class YOLOModule(L.LightningModule):
         """Ultralytics' loss, scaled like DetectionTrainer's (sum over the batch, times world size under DDP)."""
         batch = self._preprocess(batch)
         loss, loss_items = self.model.loss(batch)
-        for name, value in loss_items.items():  # summed on the device like BaseTrainer's tloss: no host sync
-            self._train_loss_sums[name] = self._train_loss_sums.get(name, 0.0) + value
-        self._train_batches += 1
+        self._train_losses.update(loss_items)  # summed on the device like BaseTrainer's tloss: no host sync
         return loss.sum() * self.trainer.world_size
 
     def on_train_epoch_end(self) -> None:
         """Advance YOLO26's one-to-many/one-to-one loss weights; log the epoch's mean losses and each group's lr."""
         if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
-        if self._train_batches:  # the epoch's mean loss items, averaged over ranks
-            means = {f"train/{k}": v / self._train_batches for k, v in self._train_loss_sums.items()}
-            self.log_dict(means, sync_dist=True)
+        self.log_dict(self._train_losses.compute(), sync_dist=True)  # the epoch's mean loss items, over ranks
         for i, group in enumerate(self.trainer.optimizers[0].param_groups):
             self.log(f"lr/pg{i}", group["lr"], on_epoch=True, sync_dist=True)
 
@@ -357,8 +352,7 @@ class YOLOModule(L.LightningModule):
         """Validation loss plus NMS and IoU matching by DetectionValidator's own methods, into ``val_metrics``."""
         batch = self._preprocess(batch)
         preds = self.model(batch["img"])
-        _, loss_items = self.model.loss(batch, preds)
-        self.log_dict({f"val/{k}": v for k, v in loss_items.items()}, on_epoch=True, batch_size=1, sync_dist=True)
+        self._val_losses.update(self.model.loss(batch, preds)[1])
         for i, detections in enumerate(self._validator.postprocess(preds)):
             target = self._validator._prepare_batch(i, batch)
             tp = self._validator._process_batch(detections, target)["tp"]
@@ -377,16 +371,17 @@ class YOLOModule(L.LightningModule):
         last_epoch = trainer.state.fn != TrainerFn.FITTING or trainer.current_epoch == trainer.max_epochs - 1
         self._plotting = bool(self.hparams.plots) and last_epoch and not trainer.sanity_checking
         self.val_confusion.reset()  # reset here, not at epoch end, so the last matrix stays inspectable
+        self._val_losses.reset()
 
     def on_validation_epoch_end(self) -> None:
         """Log Ultralytics' metric keys, mean and per-class F1/P/R/AP over every rank's images; print the table."""
-        results = self.val_metrics.compute()
+        results = {**self._val_losses.compute(), **self.val_metrics.compute()}
         self.val_metrics.reset()
         if self.val_coco_map is not None:
             coco = self.val_coco_map.compute()
             self.val_coco_map.reset()
             results.update({"metrics/coco/mAP50(B)": coco["map_50"], "metrics/coco/mAP50-95(B)": coco["map"]})
-        self.log_dict(results, sync_dist=True)  # already global (every rank computed the same); silences Lightning
+        self.log_dict(results, sync_dist=True)  # losses averaged over ranks; metrics are global already (a no-op)
         confusion = self.val_confusion.compute() if self._plotting else None  # on every rank: it synchronises
         if not self.trainer.sanity_checking:
             rank_zero_info(per_class_table(self.val_metrics.box_metrics, self.val_metrics.image_count))
@@ -403,6 +398,10 @@ class YOLOModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Evaluate the ``test`` split exactly like validation."""
         self.validation_step(batch, batch_idx)
+
+    def on_test_epoch_start(self) -> None:
+        """Reset and decide plotting exactly like validation."""
+        self.on_validation_epoch_start()
 
     def on_test_epoch_end(self) -> None:
         """Log the test split's metrics under Ultralytics' keys."""

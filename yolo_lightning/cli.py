@@ -60,11 +60,11 @@ def export_main(args: list[str]) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``yolo-lightning`` console script; bad input exits with one line, status 2."""
-    args = sys.argv[1:] if args is None else args
+    argv = sys.argv[1:] if args is None else args
     try:
-        if args[:1] == ["export"]:
-            export_main(args[1:])
-        else:
+        if argv[:1] == ["export"]:
+            export_main(argv[1:])
+        else:  # args=None: LightningCLI reads sys.argv itself (passing both makes it warn)
             YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
     except Exception as error:  # a ConfigurationError may arrive wrapped (jsonargparse instantiating a callback)
         cause = _configuration_error(error)

@@ -75,6 +75,23 @@ class UltralyticsEMA(WeightAveraging):
         self._blend(averages, currents, self._average_model.n_averaged)
         self._average_model.n_averaged += 1
 
+    def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Give every rank rank 0's averaged buffers, then swap the average in (as BaseTrainer.validate does)."""
+        self._broadcast_buffers(trainer)
+        super().on_validation_epoch_start(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Give every rank rank 0's averaged buffers, then copy the average into the module."""
+        self._broadcast_buffers(trainer)
+        super().on_train_end(trainer, pl_module)
+
+    def _broadcast_buffers(self, trainer: L.Trainer) -> None:
+        """Under DDP each rank's BatchNorm statistics follow its own images: make the average's buffers rank 0's."""
+        if self._average_model is None or trainer.world_size < 2 or not torch.distributed.is_initialized():
+            return
+        for buffer in self._average_model.module.buffers():
+            torch.distributed.broadcast(buffer, src=0)
+
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
 

@@ -3,7 +3,8 @@
     python bench/benchmark.py speed --imgsz 160 --batch 8 --epochs 3 --repeats 2
     python bench/benchmark.py accuracy --epochs 30 --seeds 0 1 2
 
-Every measurement runs in a fresh Python process (so peak memory is its own, and no runner inherits another's
+Every runner uses the torch thread count Ultralytics sets on CPU (cpu_count - 1). Every measurement runs in a
+fresh Python process (so peak memory is its own, and no runner inherits another's
 warm caches), alternating which trainer goes first in each repeat. Both trainers see the same synthetic data,
 model YAML and hyper-parameters.
 
@@ -62,6 +63,14 @@ def run_native(args: argparse.Namespace) -> dict[str, Any]:
     return _summary(args, epochs, validations[: args.epochs], first_step, results.results_dict["metrics/mAP50-95(B)"])
 
 
+def use_ultralytics_cpu_threads() -> None:
+    """The intra-op thread count Ultralytics' ``select_device("cpu")`` sets (cpu_count - 1, at most 8): like for like."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    torch.set_num_threads(NUM_THREADS)
+
+
 def run_lightning(args: argparse.Namespace) -> dict[str, Any]:
     """yolo-lightning: Lightning's Trainer.fit with YOLOModule and YOLODataModule."""
     import lightning as L
@@ -95,6 +104,7 @@ def run_lightning(args: argparse.Namespace) -> dict[str, Any]:
             # Lightning validates inside the training epoch, before on_train_epoch_end: leave that time out
             self.epochs.append(time.perf_counter() - self.epoch_start - self.validated)
 
+    use_ultralytics_cpu_threads()
     start = time.perf_counter()
     timer = Timer()
     module = YOLOModule(model=args.model, nbs=args.batch, plots=False, **RECIPE)
@@ -118,6 +128,7 @@ def run_floor(args: argparse.Namespace) -> dict[str, Any]:
     from yolo_lightning import YOLODataModule, YOLOModule
     from yolo_lightning.recipe import build_optimizer
 
+    use_ultralytics_cpu_threads()
     datamodule = YOLODataModule(data=args.data, imgsz=args.imgsz, batch=args.batch, workers=0, close_mosaic=0)
     datamodule.setup("fit")
     batches = list(datamodule.train_dataloader())
@@ -184,8 +195,11 @@ def speed(args: argparse.Namespace, data: Path, root: Path) -> None:
         values = [r[key] for r in results[runner] if r[key] is not None]
         return statistics.median(values) if values else None
 
+    from ultralytics.utils import NUM_THREADS
+
     print(f"\n{args.model} imgsz={args.imgsz} batch={args.batch} images={args.images} val images={args.val_images} "
-          f"epochs={args.epochs} repeats={args.repeats}, lightning-workers: workers={args.workers}")  # fmt: skip
+          f"epochs={args.epochs} repeats={args.repeats}, lightning-workers: workers={args.workers}, "
+          f"torch threads={NUM_THREADS} in every runner")  # fmt: skip
     print("| measure | native | yolo-lightning | yolo-lightning, workers | floor | ratio |")
     print("|---|---|---|---|---|---|")
     n, o, w, f = (median(r, "train_ips") for r in RUNNERS)

@@ -23,3 +23,10 @@ def print_metrics(trainer: L.Trainer, keys: tuple[str, ...] = METRIC_KEYS) -> No
     """Print the last validation's values of ``keys``, one per line."""
     for key in keys:
         print(f"{key:<28} {float(trainer.callback_metrics[key]):.4f}")
+
+
+def print_param_groups(trainer: L.Trainer) -> None:
+    """Print each optimizer parameter group's section (head/backbone), kind, size and final learning rate."""
+    for group in trainer.optimizers[0].param_groups:
+        print(f"{group['section']:>8}/{group['param_group']:<6} {len(group['params']):>4} tensors  lr {group['lr']:.3g}")
+

@@ -5,7 +5,7 @@ split into head and backbone, and warmup and the LR schedule keep the ratio.
 """
 
 import lightning as L
-from common import example_parser, print_metrics
+from common import example_parser, print_metrics, print_param_groups
 
 from yolo_lightning import YOLODataModule, YOLOModule
 
@@ -22,8 +22,7 @@ def main() -> None:
     )
     trainer = L.Trainer(max_epochs=args.epochs, default_root_dir=args.root)
     trainer.fit(model, datamodule)
-    for group in trainer.optimizers[0].param_groups:
-        print(f"{group['section']:>8}/{group['param_group']:<6} {len(group['params']):>4} tensors  lr {group['lr']:.3g}")
+    print_param_groups(trainer)
     print_metrics(trainer)
 
 

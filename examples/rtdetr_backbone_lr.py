@@ -5,7 +5,7 @@ length comes from the YAML, so rtdetr-l/-x/-resnet50/-resnet101 all work. Gradie
 """
 
 import lightning as L
-from common import example_parser, print_metrics
+from common import example_parser, print_metrics, print_param_groups
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import GradientClipping
@@ -21,8 +21,7 @@ def main() -> None:
     model = YOLOModule(model=args.model, nbs=8, warmup_epochs=1, backbone_lr_ratio=args.ratio)
     trainer = L.Trainer(max_epochs=args.epochs, default_root_dir=args.root, callbacks=[GradientClipping()])
     trainer.fit(model, datamodule)
-    for group in trainer.optimizers[0].param_groups:
-        print(f"{group['section']:>8}/{group['param_group']:<6} {len(group['params']):>4} tensors  lr {group['lr']:.3g}")
+    print_param_groups(trainer)
     print_metrics(trainer)
 
 

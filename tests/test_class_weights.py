@@ -193,12 +193,14 @@ def test_v8_weighted_cls_loss_matches_hand_computation(v8_model):
     _check_yolo_branch(weighted_criterion(v8_model, None), weighted, preds, batch, WEIGHTS)
 
 
-def test_v8_unit_weights_equal_unweighted_loss(v8_model):
+@pytest.mark.parametrize("model_fixture", ["v8_model", "yolo26_model"])
+def test_unit_weights_equal_unweighted_loss(model_fixture, request):
+    model = request.getfixturevalue(model_fixture)
     batch = _batch()
     with torch.no_grad():
-        preds = v8_model(batch["img"])
-    plain_loss, plain_items = weighted_criterion(v8_model, None)(preds, batch)
-    loss, items = weighted_criterion(v8_model, ONES)(preds, batch)
+        preds = model(batch["img"])
+    plain_loss, plain_items = weighted_criterion(model, None)(preds, batch)
+    loss, items = weighted_criterion(model, ONES)(preds, batch)
     torch.testing.assert_close(loss, plain_loss)
     torch.testing.assert_close(items, plain_items)
 
@@ -231,16 +233,6 @@ def test_yolo26_both_e2e_branches_match_hand_computation(yolo26_model):
     loss, _ = weighted(preds, batch)
     torch.testing.assert_close(loss[[0, 2]], plain_loss[[0, 2]])
     assert float(loss[1]) != pytest.approx(float(plain_loss[1]), rel=1e-3)
-
-
-def test_yolo26_unit_weights_equal_unweighted_loss(yolo26_model):
-    batch = _batch()
-    with torch.no_grad():
-        preds = yolo26_model(batch["img"])
-    plain_loss, plain_items = weighted_criterion(yolo26_model, None)(preds, batch)
-    loss, items = weighted_criterion(yolo26_model, ONES)(preds, batch)
-    torch.testing.assert_close(loss, plain_loss)
-    torch.testing.assert_close(items, plain_items)
 
 
 # ---------------------------------------------------------------- RT-DETR (RTDETRDetectionLoss)

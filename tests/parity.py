@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from ultralytics import YOLO
 from ultralytics.nn.tasks import DetectionModel
@@ -37,10 +39,22 @@ def save_initial_weights(cfg: str, names: dict[int, str], path: Path) -> Path:
     return path
 
 
-def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, **hyp) -> RunRecord:
-    """Train with YOLO(...).train() (DetectionTrainer) and record losses and per-epoch metrics."""
+def seed_all(seed: int) -> None:
+    """Seed Python's, numpy's and torch's global generators (what Ultralytics' augmentations draw from)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, epoch_seed: int | None = None, **hyp) -> RunRecord:
+    """Train with YOLO(...).train() (DetectionTrainer) and record losses and per-epoch metrics.
+
+    ``epoch_seed``: reseed the global generators at each epoch start (aligns augmentation draws with yolo-lightning).
+    """
     record = RunRecord()
     model = YOLO(str(weights))
+    if epoch_seed is not None:
+        model.add_callback("on_train_epoch_start", lambda trainer: seed_all(epoch_seed))
     model.add_callback("on_train_batch_end", lambda t: record.losses.append(float(t.loss)))
     model.add_callback("on_fit_epoch_end", lambda t: record.epoch_metrics.append(dict(t.metrics)))
     model.add_callback(
@@ -58,13 +72,16 @@ def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, **hyp
 class _Recorder(L.Callback):
     """Record each training iteration's loss and each (non-sanity) validation's metrics."""
 
-    def __init__(self, record: RunRecord) -> None:
+    def __init__(self, record: RunRecord, epoch_seed: int | None = None) -> None:
         self.record = record
+        self.epoch_seed = epoch_seed
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.record.losses.append(float(outputs["loss"]))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
+        if self.epoch_seed is not None:
+            seed_all(self.epoch_seed)
         if trainer.current_epoch > 0:  # the previous epoch's train/ keys (logged at its end, after this hook ran)
             self._record_train_losses(trainer)
 
@@ -83,8 +100,11 @@ class _Recorder(L.Callback):
 DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", *AUGMENTATION_OFF}
 
 
-def run_lightning(weights: Path, data: Path, root: Path, epochs: int, **hyp) -> tuple[RunRecord, YOLOModule]:
-    """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics."""
+def run_lightning(
+    weights: Path, data: Path, root: Path, epochs: int, epoch_seed: int | None = None, **hyp
+) -> tuple[RunRecord, YOLOModule]:
+    """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics (``epoch_seed``: as
+    for ``run_ultralytics``; Lightning fetches an epoch's first batch after ``on_train_epoch_start``)."""
     record = RunRecord()
     data_hyp = {k: v for k, v in hyp.items() if k in DATA_ARGS}
     module_hyp = {k: v for k, v in hyp.items() if k not in DATA_ARGS}
@@ -92,7 +112,7 @@ def run_lightning(weights: Path, data: Path, root: Path, epochs: int, **hyp) -> 
     module = YOLOModule(model=str(weights), **module_hyp)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record)],
+        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record, epoch_seed)],
     )  # fmt: skip
     trainer.fit(module, datamodule)
     return record, module

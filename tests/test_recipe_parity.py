@@ -44,3 +44,19 @@ def test_training_matches_detection_trainer(start, tiny_data_yaml, tmp_path, req
             assert ours[key] == pytest.approx(theirs[key], rel=1e-4), key
     if start == "yolo26n trained":
         assert ultralytics.epoch_metrics[-1]["metrics/mAP50(B)"] > 0.005  # a real comparison, not zeros
+
+
+@pytest.mark.slow
+def test_augmentation_pipeline_matches_detection_trainer(tiny_data_yaml, tmp_path):
+    """Ultralytics' default augmentations (mosaic, HSV, flips, affine...) on: with the global generators reseeded at
+    each epoch start on both sides, every batch is augmented identically, so the per-iteration losses agree. (Without
+    the reseed both are valid random streams that differ: see BENCHMARKS.md's accuracy over seeds.)"""
+    from ultralytics.data.utils import check_det_dataset
+
+    weights = save_initial_weights("yolov8n.yaml", check_det_dataset(str(tiny_data_yaml))["names"], tmp_path / "init.pt")
+    recipe = dict(imgsz=64, batch=4, nbs=16, warmup_epochs=1.0, close_mosaic=0)  # augmentation at its defaults
+    ultralytics = run_ultralytics(weights, tiny_data_yaml, tmp_path / "ultralytics", 2, epoch_seed=123, **recipe)
+    lightning, _ = run_lightning(weights, tiny_data_yaml, tmp_path / "lightning", 2, epoch_seed=123, **recipe)
+    assert len(lightning.losses) == len(ultralytics.losses) == 12
+    np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
+

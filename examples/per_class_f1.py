@@ -2,6 +2,7 @@
 
 Keys: ``metrics/F1(B)`` and ``metrics/F1(B)/<class>`` (also precision, recall, mAP50, mAP50-95 per class), read at
 the confidence Ultralytics picks. After the last epoch the F1/PR curves and confusion matrices land in ``--root``.
+The COCO cross-check needs faster-coco-eval: pip install -e ".[coco]".
 """
 
 import lightning as L

@@ -150,3 +150,17 @@ def test_images_go_to_loggers_that_take_them(tmp_path):
     csv_like = SimpleNamespace(experiment=SimpleNamespace())
     assert log_images([wandb_like, tensorboard_like, csv_like], [Path(image)], step=7) == 2
     assert calls == [("wandb", "plots/BoxF1_curve", [str(image)], 7), ("tb", "plots/BoxF1_curve", (4, 5, 3), "HWC")]
+
+
+def test_map_cross_check_without_its_backend_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    from yolo_lightning import YOLOModule
+    from yolo_lightning.errors import ConfigurationError
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faster_coco_eval" else find_spec(name, *a))
+    with pytest.raises(ConfigurationError, match=r"map_cross_check=True needs the faster-coco-eval package"):
+        YOLOModule(map_cross_check=True)
+    YOLOModule(map_cross_check=False)  # off: no need for it
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,11 @@ class YOLOModule(L.LightningModule):
         if nbs < 1:
             raise ConfigurationError(f"nbs={nbs} must be >= 1.")
         check_backbone_lr_ratio(backbone_lr_ratio)
+        if map_cross_check and importlib.util.find_spec("faster_coco_eval") is None:
+            raise ConfigurationError(
+                "map_cross_check=True needs the faster-coco-eval package: pip install 'yolo-lightning[coco]' "
+                "(or faster-coco-eval), or leave map_cross_check off."
+            )
         if class_weights_power != 1.0 and class_weights != "inverse_frequency":
             raise ConfigurationError(
                 f"class_weights_power={class_weights_power} only applies to class_weights='inverse_frequency' "

@@ -250,7 +250,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--images", type=int, default=64, help="training images in the synthetic dataset")
     parser.add_argument("--val-images", type=int, default=32, help="validation images in the synthetic dataset")
-    parser.add_argument("--workers", type=int, default=2, help="loader processes of the lightning-workers runner")
+    parser.add_argument(
+        "--workers", type=int, default=1, help="loader processes of the lightning-workers runner (1: the core torch leaves)"
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--seed", type=int, default=0, help="(internal)")
     parser.add_argument("--data", help="(internal)")

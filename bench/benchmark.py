@@ -96,14 +96,13 @@ def run_lightning(args: argparse.Namespace) -> dict[str, Any]:
             if not self.first_step:
                 self.first_step.append(time.perf_counter() - start)
 
-        def on_validation_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
             self.validation_start = time.perf_counter()
 
-        def on_validation_epoch_end(self, trainer: Any, pl_module: Any) -> None:
+        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+            # like native's on_val_start..on_val_end: the loop, the metrics, the logging and the printed table
             self.validations.append(time.perf_counter() - self.validation_start)
             self.validated = self.validations[-1]
-
-        def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
             self.maps.append(float(trainer.callback_metrics["metrics/mAP50-95(B)"]))
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:

@@ -101,10 +101,11 @@ DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", *AUGMENTATION_
 
 
 def run_lightning(
-    weights: Path, data: Path, root: Path, epochs: int, epoch_seed: int | None = None, **hyp
+    weights: Path, data: Path, root: Path, epochs: int, epoch_seed: int | None = None, callbacks=(), **hyp
 ) -> tuple[RunRecord, YOLOModule]:
     """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics (``epoch_seed``: as
-    for ``run_ultralytics``; Lightning fetches an epoch's first batch after ``on_train_epoch_start``)."""
+    for ``run_ultralytics``; Lightning fetches an epoch's first batch after ``on_train_epoch_start``; ``callbacks``:
+    added to the Trainer)."""
     record = RunRecord()
     data_hyp = {k: v for k, v in hyp.items() if k in DATA_ARGS}
     module_hyp = {k: v for k, v in hyp.items() if k not in DATA_ARGS}
@@ -112,7 +113,7 @@ def run_lightning(
     module = YOLOModule(model=str(weights), **module_hyp)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record, epoch_seed)],
+        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record, epoch_seed), *callbacks],
     )  # fmt: skip
     trainer.fit(module, datamodule)
     return record, module

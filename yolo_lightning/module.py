@@ -20,6 +20,7 @@ from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.metrics import ConfusionMatrix
 
+from yolo_lightning.allocator import keep_freed_memory_for_reuse
 from yolo_lightning.backbone_lr import (
     apply_rtdetr_auto_optimizer,
     check_backbone_lr_ratio,
@@ -143,6 +144,7 @@ class YOLOModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
+        keep_freed_memory_for_reuse()  # in every process (DDP ranks included): see yolo_lightning/allocator.py
         if self.model is None:
             self._build(self._datamodule_names())
         self.model.args = self.ultralytics_args()
@@ -335,8 +337,14 @@ class YOLOModule(L.LightningModule):
         A ``Trainer(gradient_clip_val=...)`` takes precedence; ``gradient_clip_norm=None`` leaves clipping to a callback.
         """
         max_norm = self.gradient_clip_norm if gradient_clip_val is None else gradient_clip_val
-        if max_norm:
-            self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm=gradient_clip_algorithm or "norm")
+        if not max_norm:
+            return
+        if (gradient_clip_algorithm or "norm") == "norm":
+            # In model.parameters() order, as DetectionTrainer: summed in the optimizer's group order, the norm differs
+            # in its last bits, and that difference grows into another training trajectory within an epoch or two.
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=max_norm)
+        else:
+            self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm=gradient_clip_algorithm)
 
     # ------------------------------------------------------------------------------------------- steps & logging
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -59,7 +59,9 @@ class GradientClipping(L.Callback):
         self, trainer: L.Trainer, pl_module: YOLOModule, optimizer: torch.optim.Optimizer
     ) -> None:
         """Clip the unscaled gradients of the parameters this optimizer updates; log their norm before clipping."""
-        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        # the module's parameter order, as DetectionTrainer sums the norm (see YOLOModule.configure_gradient_clipping)
+        params = [p for p in pl_module.parameters() if id(p) in updated and p.grad is not None]
         if self.resolved_max_norm:
             norm = torch.nn.utils.clip_grad_norm_(params, self.resolved_max_norm)
         else:

@@ -46,15 +46,21 @@ def seed_all(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, epoch_seed: int | None = None, **hyp) -> RunRecord:
+def run_ultralytics(
+    weights: Path, data: Path, project: Path, epochs: int, epoch_seed: int | None = None, seed_once: bool = False, **hyp
+) -> RunRecord:
     """Train with YOLO(...).train() (DetectionTrainer) and record losses and per-epoch metrics.
 
-    ``epoch_seed``: reseed the global generators at each epoch start (aligns augmentation draws with yolo-lightning).
+    ``epoch_seed``: reseed the global generators at each epoch start (aligns augmentation draws with yolo-lightning);
+    with ``seed_once``, only at the first epoch's start (the streams then run on, as in a normal run).
     """
     record = RunRecord()
     model = YOLO(str(weights))
     if epoch_seed is not None:
-        model.add_callback("on_train_epoch_start", lambda trainer: seed_all(epoch_seed))
+        model.add_callback(
+            "on_train_epoch_start",
+            lambda trainer: seed_all(epoch_seed) if trainer.epoch == 0 or not seed_once else None,
+        )
     model.add_callback("on_train_batch_end", lambda t: record.losses.append(float(t.loss)))
     model.add_callback("on_fit_epoch_end", lambda t: record.epoch_metrics.append(dict(t.metrics)))
     model.add_callback(
@@ -72,15 +78,16 @@ def run_ultralytics(weights: Path, data: Path, project: Path, epochs: int, epoch
 class _Recorder(L.Callback):
     """Record each training iteration's loss and each (non-sanity) validation's metrics."""
 
-    def __init__(self, record: RunRecord, epoch_seed: int | None = None) -> None:
+    def __init__(self, record: RunRecord, epoch_seed: int | None = None, seed_once: bool = False) -> None:
         self.record = record
         self.epoch_seed = epoch_seed
+        self.seed_once = seed_once
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.record.losses.append(float(outputs["loss"]))
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        if self.epoch_seed is not None:
+        if self.epoch_seed is not None and (trainer.current_epoch == 0 or not self.seed_once):
             seed_all(self.epoch_seed)
         if trainer.current_epoch > 0:  # the previous epoch's train/ keys (logged at its end, after this hook ran)
             self._record_train_losses(trainer)
@@ -101,11 +108,18 @@ DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", *AUGMENTATION_
 
 
 def run_lightning(
-    weights: Path, data: Path, root: Path, epochs: int, epoch_seed: int | None = None, callbacks=(), **hyp
+    weights: Path,
+    data: Path,
+    root: Path,
+    epochs: int,
+    epoch_seed: int | None = None,
+    seed_once: bool = False,
+    callbacks=(),
+    **hyp,
 ) -> tuple[RunRecord, YOLOModule]:
-    """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics (``epoch_seed``: as
-    for ``run_ultralytics``; Lightning fetches an epoch's first batch after ``on_train_epoch_start``; ``callbacks``:
-    added to the Trainer)."""
+    """Train with yolo-lightning (lightning.Trainer.fit) and record losses and per-epoch metrics (``epoch_seed``,
+    ``seed_once``: as for ``run_ultralytics``; Lightning fetches an epoch's first batch after
+    ``on_train_epoch_start``; ``callbacks``: added to the Trainer)."""
     record = RunRecord()
     data_hyp = {k: v for k, v in hyp.items() if k in DATA_ARGS}
     module_hyp = {k: v for k, v in hyp.items() if k not in DATA_ARGS}
@@ -113,7 +127,8 @@ def run_lightning(
     module = YOLOModule(model=str(weights), **module_hyp)
     trainer = L.Trainer(
         max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        num_sanity_val_steps=0, default_root_dir=str(root), callbacks=[_Recorder(record, epoch_seed), *callbacks],
+        num_sanity_val_steps=0, default_root_dir=str(root),
+        callbacks=[_Recorder(record, epoch_seed, seed_once), *callbacks],
     )  # fmt: skip
     trainer.fit(module, datamodule)
     return record, module

@@ -67,22 +67,57 @@ def test_save_period_keeps_periodic_copies(run):
     assert sorted(p.name for p in (run.root / "by_map50").glob("epoch*.pt")) == ["epoch1.pt", "epoch3.pt"]
 
 
+MAP_KEYS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+def _validate_rounded(checkpoint: Path, data: Path, root: Path, perturb: str | None = None) -> dict[str, float]:
+    """yolo-lightning's validation of a ``.ckpt``'s EMA weights rounded to fp16 (``perturb=None``, as best.pt stores
+    them) or moved by one whole fp16 ulp: ``"up"``, ``"down"`` or ``"random<seed>"`` (a random sign per weight)."""
+    module, _, _ = load_yolo_checkpoint(checkpoint)
+    generator = torch.Generator().manual_seed(int(perturb[6:]) if perturb and perturb.startswith("random") else 0)
+    with torch.no_grad():
+        for tensor in module.model.state_dict().values():
+            if not tensor.is_floating_point():
+                continue
+            half = tensor.half()
+            if perturb is None:
+                tensor.copy_(half.float())
+                continue
+            ulp = (torch.nextafter(half, torch.full_like(half, float("inf"))).float() - half.float()).abs()
+            sign = {"up": 1.0, "down": -1.0}.get(perturb)
+            if sign is None:
+                sign = torch.randint(0, 2, tensor.shape, generator=generator).float() * 2 - 1
+            tensor.add_(sign * ulp)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(root))
+    trainer.validate(module, YOLODataModule(data=str(data), imgsz=64, batch=8, workers=0), verbose=False)
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
 @pytest.fixture(scope="module")
 def fp16_metrics(run, tmp_path_factory) -> dict[str, float]:
     """yolo-lightning's validation of best.ckpt's EMA weights rounded to fp16, as best.pt stores them.
 
     Training validates the fp32 EMA (as DetectionTrainer does); the fp16 rounding in the file can move the max-F1
-    confidence where P and R are read (the mAPs are unaffected here), so the file is compared with its own weights.
+    confidence where P and R are read, and reorder near-tied detections, so the file is compared with its own weights.
     """
-    module, _, _ = load_yolo_checkpoint(run.root / "weights" / "best.ckpt")
-    with torch.no_grad():
-        for tensor in module.model.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(tensor.half().float())
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False,
-                        default_root_dir=str(tmp_path_factory.mktemp("fp16")))  # fmt: skip
-    trainer.validate(module, YOLODataModule(data=str(run.data), imgsz=64, batch=8, workers=0))
-    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return _validate_rounded(run.root / "weights" / "best.ckpt", run.data, tmp_path_factory.mktemp("fp16"))
+
+
+@pytest.fixture(scope="module")
+def fp16_rounding_bound(run, tmp_path_factory) -> dict[str, float]:
+    """How far fp16 storage may move each mAP from the logged fp32 value, measured on this machine.
+
+    Rounding to the nearest fp16 moves every weight by at most half an fp16 ulp. Moving every weight by one whole ulp
+    (up, down, and two random-sign draws: twice the largest rounding, in every weight) shows how sensitive this model's
+    mAP is to perturbations of that size on this machine's arithmetic; the bound is twice the largest change seen
+    (plus 1e-4 for the metrics' own resolution). Ranking changes among near-tied low-confidence detections make the
+    sensitivity model- and machine-dependent, which is why it is measured rather than fixed.
+    """
+    root = tmp_path_factory.mktemp("fp16_ulp")
+    checkpoint = run.root / "weights" / "best.ckpt"
+    fp32 = run.history[torch.load(run.root / "weights" / "best.pt", weights_only=False)["epoch"]]
+    moved = [_validate_rounded(checkpoint, run.data, root, p) for p in ("up", "down", "random1", "random2")]
+    return {key: 2 * max(abs(m[key] - fp32[key]) for m in moved) + 1e-4 for key in MAP_KEYS}
 
 
 FRESH_PROCESS = textwrap.dedent(
@@ -119,15 +154,16 @@ def _load_in_fresh_process(weights: Path, data: Path, tmp: Path, safe_load: bool
 
 @pytest.mark.slow
 @pytest.mark.parametrize("safe_load", [False, True], ids=["default", "ULTRALYTICS_SAFE_LOAD"])
-def test_plain_ultralytics_loads_validates_predicts_exports(run, fp16_metrics, tmp_path, safe_load):
+def test_plain_ultralytics_loads_validates_predicts_exports(run, fp16_metrics, fp16_rounding_bound, tmp_path, safe_load):
     weights = run.root / "weights" / "best.pt"
     out = _load_in_fresh_process(weights, run.data, tmp_path, safe_load, export=not safe_load)
     logged = run.history[torch.load(weights, weights_only=False)["epoch"]]
     assert logged["metrics/mAP50(B)"] > 0.005  # real matches, not zeros against zeros
     for key in METRIC_KEYS:  # exactly what yolo-lightning measures for the same (fp16-rounded) weights
         assert out["metrics"][key] == pytest.approx(fp16_metrics[key], abs=1e-4), key
-    for key in ("metrics/mAP50(B)", "metrics/mAP50-95(B)"):  # and what the run logged for that epoch
-        assert out["metrics"][key] == pytest.approx(logged[key], abs=1e-4), key
+    for key in MAP_KEYS:  # and what the run logged (fp32) for that epoch, within fp16 storage's measured effect
+        assert fp16_rounding_bound[key] < 0.05, fp16_rounding_bound  # else the comparison would say nothing
+        assert out["metrics"][key] == pytest.approx(logged[key], abs=fp16_rounding_bound[key]), key
     assert out["boxes"] > 0
     assert safe_load or out["exported"].endswith(".torchscript")
     assert not [m for m in out["modules"] if m.split(".")[0] in {"yolo_lightning", "lightning", "pytorch_lightning", "__main__"}]

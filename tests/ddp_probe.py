@@ -6,8 +6,11 @@ Run as a script, never imported by pytest: Lightning's ``ddp`` re-executes ``sys
     python tests/ddp_probe.py ema   OUT_DIR --data DATA_YAML [--variant no-validation|no-buffer-sync]
     python tests/ddp_probe.py grad  OUT_DIR --data DATA_YAML
     python tests/ddp_probe.py reset OUT_DIR --data DATA_YAML --model WEIGHTS --strategy ddp|ddp_spawn
+    python tests/ddp_probe.py freeze OUT_DIR --data DATA_YAML [--devices 1|2]
+    python tests/ddp_probe.py tinyval OUT_DIR --data DATA_YAML --model WEIGHTS --devices 3
 
-Files: ``ema-rank{r}.pt``, ``grad-rank{r}.pt``, ``reset-{call}-{n}-rank{r}.json`` (one per validation epoch).
+Files: ``ema-rank{r}.pt``, ``grad-rank{r}.pt``, ``reset-{call}-{n}-rank{r}.json`` (one per validation epoch),
+``freeze-devices{d}-rank{r}.pt``, ``tinyval-{call}-rank{r}.json``.
 """
 
 from __future__ import annotations
@@ -22,10 +25,13 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+from parity import AUGMENTATION_OFF
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from yolo_lightning import YOLODataModule, YOLOModule
-from yolo_lightning.callbacks import UltralyticsEMA
+from yolo_lightning.callbacks import FreezeBackbone, UltralyticsEMA
 
 BATCH = 8  # global batch: 4 images per rank
 SUMMARY_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
@@ -179,16 +185,102 @@ class ResetProbe(L.Callback):
         self.count += 1
 
 
+class FreezeProbe(L.Callback):
+    """Live weights at each training epoch's end, whether DDP wrapped the model, and the FreezeBackbone state.
+
+    Every BatchNorm runs in eval mode (running statistics), so an image's forward pass does not depend on which other
+    images share its batch: one process seeing a global batch as two accumulated halves computes what two DDP
+    processes compute on one half each.
+    """
+
+    def __init__(self, out: Path, devices: int) -> None:
+        self.out = out
+        self.devices = devices
+        self.record: dict[str, Any] = {"epochs": []}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.record["initial"] = {n: p.detach().clone() for n, p in pl_module.model.named_parameters()}
+        self.record["under_ddp"] = isinstance(trainer.model, DistributedDataParallel)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        pl_module.model.apply(lambda m: m.eval() if isinstance(m, nn.modules.batchnorm._BatchNorm) else None)
+        self.record.setdefault("files", []).append(list(batch["im_file"]))  # every batch, in order
+        if batch_idx == 0:
+            freeze = next(c for c in trainer.callbacks if isinstance(c, FreezeBackbone))
+            self.record.setdefault("frozen", []).append(freeze.frozen_parameter_names)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.record["epochs"].append({n: p.detach().clone() for n, p in pl_module.model.named_parameters()})
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        torch.save(self.record, self.out / f"freeze-devices{self.devices}-rank{trainer.global_rank}.pt")
+
+
+class InterleavedRanks(Sampler[int]):
+    """One process seeing the global batches of ``ranks`` DDP processes: for each global batch, rank 0's share, then
+    rank 1's..., each share being what ``DistributedSampler`` (seeded as ``YOLODataModule`` seeds it) gives that rank."""
+
+    def __init__(self, dataset: Any, ranks: int, share: int, seed: int) -> None:
+        self.samplers = [DistributedSampler(dataset, ranks, r, shuffle=True, seed=seed) for r in range(ranks)]
+        self.share = share
+
+    def set_epoch(self, epoch: int) -> None:
+        for sampler in self.samplers:
+            sampler.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.samplers)
+
+    def __iter__(self):
+        shares = [list(s) for s in self.samplers]
+        for start in range(0, len(shares[0]), self.share):
+            for indices in shares:
+                yield from indices[start : start + self.share]
+
+
+class InterleavedDataModule(YOLODataModule):
+    """A single-process YOLODataModule whose training order is ``InterleavedRanks`` over two ranks."""
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.train_dataset
+        sampler = InterleavedRanks(dataset, 2, self.hparams.batch, self.hparams.seed)
+        return self._loader(dataset, self.hparams.batch, sampler, 0, prefetch=2)
+
+
+class TinyValProbe(L.Callback):
+    """Per rank and validation: the validation images it saw and the values logged (synced: the same on every rank)."""
+
+    def __init__(self, out: Path, call: str) -> None:
+        self.out = out
+        self.call = call
+        self.images = 0
+        self.padding_batches = 0
+        self.validations = 0
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if batch.get("padding"):
+            self.padding_batches += 1
+        else:
+            self.images += len(batch["im_file"])
+
+    def on_validation_end(self, trainer, pl_module) -> None:  # after the epoch's values reached callback_metrics
+        self.validations += 1
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        record = {"images": self.images, "padding_batches": self.padding_batches, "validations": self.validations}
+        record.update(logged=logged, world=trainer.world_size)
+        (self.out / f"tinyval-{self.call}-rank{trainer.global_rank}.json").write_text(json.dumps(record))
+
+
 def _trainer(args: argparse.Namespace, callback: L.Callback, strategy: Any = None, **kwargs: Any) -> L.Trainer:
     return L.Trainer(
-        accelerator="cpu", devices=2, strategy=strategy or args.strategy, logger=False, enable_progress_bar=False,
-        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(args.out / "run"),
-        callbacks=[callback], **kwargs,
+        accelerator="cpu", devices=args.devices, strategy=strategy or args.strategy, logger=False,
+        enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False,
+        default_root_dir=str(args.out / "run"), callbacks=[callback], **kwargs,
     )  # fmt: skip
 
 
-def _datamodule(args: argparse.Namespace) -> YOLODataModule:
-    return YOLODataModule(data=args.data, imgsz=64, batch=BATCH, workers=0, seed=0)
+def _datamodule(args: argparse.Namespace, batch: int = BATCH) -> YOLODataModule:
+    return YOLODataModule(data=args.data, imgsz=64, batch=batch, workers=0, seed=0)
 
 
 def run_ema(args: argparse.Namespace) -> None:
@@ -224,18 +316,49 @@ def run_reset(args: argparse.Namespace) -> None:
     trainer.fit(YOLOModule(model=args.model, plots=False), _datamodule(args))
 
 
+def run_freeze(args: argparse.Namespace) -> None:
+    """FreezeBackbone(layers 0..9, unfrozen at epoch 1), 2 epochs, SGD, no warmup, no augmentation, no validation.
+
+    ``--devices 2``: DDP, global batch 8 (4 per rank, nbs 8: a step per batch). ``--devices 1``: one process, batch 4
+    and nbs 8 (two accumulated batches per step) in ``InterleavedRanks`` order, so each step sums the gradients of the
+    same two halves the DDP ranks compute, like DetectionTrainer's DDP loss (``world_size * loss.sum()`` averaged).
+    """
+    strategy = "ddp" if args.devices > 1 else "auto"
+    callbacks = [FreezeBackbone(layers=10, unfreeze_at_epoch=1), FreezeProbe(args.out, args.devices)]
+    trainer = L.Trainer(
+        accelerator="cpu", devices=args.devices, strategy=strategy, logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(args.out / "run"),
+        callbacks=callbacks, max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0,
+    )  # fmt: skip
+    module = YOLOModule(model=args.model, optimizer="SGD", lr0=0.01, nbs=8, warmup_epochs=0, plots=False)
+    data = dict(data=args.data, imgsz=64, workers=0, seed=0, close_mosaic=0, **AUGMENTATION_OFF)
+    datamodule = YOLODataModule(batch=8, **data) if args.devices > 1 else InterleavedDataModule(batch=4, **data)
+    torch.manual_seed(0)  # the same initial weights in every process and run
+    trainer.fit(module, datamodule)
+
+
+def run_tinyval(args: argparse.Namespace) -> None:
+    """``validate``, then a 1-batch fit (sanity check + one validation), with fewer validation images than ranks."""
+    trainer = _trainer(args, TinyValProbe(args.out, "validate"))
+    trainer.validate(YOLOModule(model=args.model, plots=False), _datamodule(args, batch=6))
+    trainer = _trainer(args, TinyValProbe(args.out, "fit"), max_epochs=1, limit_train_batches=1)
+    trainer.fit(YOLOModule(model=args.model, plots=False), _datamodule(args, batch=6))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["ema", "grad", "reset"])
+    parser.add_argument("mode", choices=["ema", "grad", "reset", "freeze", "tinyval"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="yolo26n.yaml")
     parser.add_argument("--strategy", default="ddp", choices=["ddp", "ddp_spawn"])
+    parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--variant", default="default", choices=["default", "no-validation", "no-buffer-sync"])
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(0, verbose=False)  # the same augmentation draws in every run (each rank gets other images)
-    {"ema": run_ema, "grad": run_grad, "reset": run_reset}[args.mode](args)
+    modes = {"ema": run_ema, "grad": run_grad, "reset": run_reset, "freeze": run_freeze, "tinyval": run_tinyval}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from yolo_lightning.callbacks import UltralyticsCheckpoint
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import export_ultralytics
+from yolo_lightning.hardware import default_precision
 from yolo_lightning.module import YOLOModule
 
 DEFAULT_RUN_DIR = "runs/detect/train"  # weights land in runs/detect/train/weights/, as with Ultralytics
@@ -29,6 +30,12 @@ class YOLOLightningCLI(LightningCLI):
         """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint) and ``runs/detect/train`` as the run folder."""
         parser.add_lightning_class_args(UltralyticsCheckpoint, "checkpoint")
         parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
+
+    def before_instantiate_classes(self) -> None:
+        """Without ``--trainer.precision``: Ultralytics' ``amp=True`` default, i.e. ``16-mixed`` on CUDA, else ``32-true``."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.precision is None:
+            config.trainer.precision = default_precision(config.trainer.accelerator)
 
     def after_fit(self) -> None:
         """Print the last validation's metrics."""

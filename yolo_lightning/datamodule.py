@@ -31,6 +31,7 @@ from yolo_lightning.dataset_checks import (
     report_label_problems,
 )
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.hardware import loader_workers
 from yolo_lightning.hyperparameters import (
     DATAMODULE_ARGS,
     check_no_unknown_arguments,
@@ -85,11 +86,36 @@ class UltralyticsShuffleSampler(Sampler[int]):
         self._trailing_draw_due = False
 
 
+PADDING_KEY = "padding"  # marks a batch that only keeps an otherwise idle DDP rank in step: never evaluated
+
+
 class ContiguousValSampler(ContiguousDistributedSampler, DistributedSampler):
-    """Ultralytics' contiguous, unrepeated validation shard, typed as a DistributedSampler so Lightning keeps it."""
+    """Ultralytics' contiguous, unrepeated validation shard, typed as a DistributedSampler so Lightning keeps it.
+
+    A rank whose shard is empty (fewer validation batches than ranks) gets one padding image instead (``padding``):
+    Lightning skips the whole evaluation epoch of a rank without batches, epoch-end hooks and their collectives
+    included, and the other ranks would wait for it forever. Its loader marks that batch with ``PADDING_KEY``.
+    """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int) -> None:
         ContiguousDistributedSampler.__init__(self, dataset, num_replicas, batch_size, rank, shuffle=False)
+        self.padding = ContiguousDistributedSampler.__len__(self) == 0
+
+    def __iter__(self) -> Iterator[int]:
+        return iter([0]) if self.padding else ContiguousDistributedSampler.__iter__(self)
+
+    def __len__(self) -> int:
+        return 1 if self.padding else ContiguousDistributedSampler.__len__(self)
+
+
+class PaddingCollate:
+    """A dataset's ``collate_fn`` whose batches carry ``PADDING_KEY``: the module skips them (a picklable callable)."""
+
+    def __init__(self, collate_fn: Any) -> None:
+        self.collate_fn = collate_fn
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**self.collate_fn(samples), PADDING_KEY: True}
 
 
 class YOLODataModule(L.LightningDataModule):
@@ -252,11 +278,15 @@ class YOLODataModule(L.LightningDataModule):
         return self._evaluation_loader(self.val_dataset)
 
     def _evaluation_loader(self, dataset: Dataset) -> DataLoader:
-        """Unshuffled batches of twice the training batch, each image on exactly one rank."""
+        """Unshuffled batches of twice the training batch, each image on exactly one rank (some ranks may get none).
+
+        Like Ultralytics, with ``workers * 2`` loader processes, capped at this process's share of the CPU cores.
+        """
         batch = self._per_rank_batch("val")
         world_size, rank = self._world()
         sampler = ContiguousValSampler(dataset, world_size, rank, batch) if world_size > 1 else None
-        return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2)
+        collate = PaddingCollate(dataset.collate_fn) if getattr(sampler, "padding", False) else dataset.collate_fn
+        return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2, collate=collate)
 
     def test_dataloader(self) -> DataLoader:
         """The ``test`` split, batched and sharded like validation."""
@@ -266,10 +296,13 @@ class YOLODataModule(L.LightningDataModule):
         """The ``val`` split's images, batched like validation, for ``predict``."""
         return self._evaluation_loader(self.predict_dataset)
 
-    def _loader(self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int, collate: Any = None
+    ) -> DataLoader:
         """A DataLoader with Ultralytics' collate, worker seeding and worker-count rule (workers honoured on CPU)."""
         batches = math.ceil((len(sampler) if sampler is not None else len(dataset)) / batch)
-        num_workers = min(os.cpu_count() or 1, workers, 0 if batches <= 1 else batches)
+        local_devices = self.trainer.num_devices if self.trainer is not None else 1
+        num_workers = loader_workers(workers, local_devices, batches)  # at most cpu_count // local devices
         worker_seeds = torch.Generator()
         worker_seeds.manual_seed(self.hparams.seed)
         return DataLoader(
@@ -280,7 +313,7 @@ class YOLODataModule(L.LightningDataModule):
             num_workers=num_workers,
             prefetch_factor=prefetch if num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
-            collate_fn=dataset.collate_fn,
+            collate_fn=collate or dataset.collate_fn,
             worker_init_fn=seed_worker,
             generator=worker_seeds,
             persistent_workers=num_workers > 0,  # as Ultralytics' InfiniteDataLoader: mosaic's image buffer persists

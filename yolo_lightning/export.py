@@ -31,7 +31,7 @@ def portable_model(model: nn.Module) -> nn.Module:
     copy.criterion = None
     if hasattr(copy, "args"):
         copy.args = dict(copy.args)  # Ultralytics' IterableSimpleNamespace -> dict, as strip_optimizer does
-    copy = copy.half().eval()
+    copy = copy.half().to(memory_format=torch.contiguous_format).eval()  # NCHW, as Ultralytics saves channels_last runs
     for param in copy.parameters():
         param.requires_grad = False
     return copy

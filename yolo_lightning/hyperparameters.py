@@ -14,7 +14,7 @@ MODULE_ARGS = frozenset(
     {
         "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
         "warmup_bias_lr", "nbs", "cos_lr", "box", "cls", "dfl", "freeze", "conf", "iou", "max_det", "nms",
-        "agnostic_nms", "plots",
+        "agnostic_nms", "channels_last", "plots",
     }
 )  # fmt: skip
 DATAMODULE_ARGS = frozenset(

@@ -62,7 +62,7 @@ class DetectionMetrics(Metric):
         self.box_metrics, self.image_count = metrics, int(self.images)
         results = {**metrics.results_dict, MEAN_F1_KEY: float(np.mean(metrics.box.f1)) if len(metrics.box.f1) else 0.0}
         results.update(per_class_results(metrics))
-        return {key: torch.tensor(float(value)) for key, value in results.items()}
+        return {key: torch.tensor(float(value), device=self.device) for key, value in results.items()}
 
 
 def per_class_results(metrics: DetMetrics) -> dict[str, float]:
@@ -115,7 +115,8 @@ class EpochLossMeans:
     """Per-epoch means of Ultralytics' loss items (``box_loss``...), summed on the device like BaseTrainer's ``tloss``.
 
     Logging each batch through ``LightningModule.log`` costs ~1 ms per key and step on CPU; summing here and logging
-    the means once per epoch keeps the hot path as light as DetectionTrainer's.
+    the means once per epoch keeps the hot path as light as DetectionTrainer's. Under DDP the means are over every
+    rank's batches, also when a rank had none (a validation set smaller than the number of ranks).
     """
 
     def __init__(self, prefix: str) -> None:
@@ -133,7 +134,32 @@ class EpochLossMeans:
             self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self.batches += 1
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        """``{"<prefix>/<name>": mean over the epoch's batches}`` (empty before any batch)."""
-        return {f"{self.prefix}/{name}": total / self.batches for name, total in self._sums.items()}
+    def compute(self, device: torch.device) -> dict[str, torch.Tensor]:
+        """``{"<prefix>/<name>": mean over the epoch's batches of every rank}`` on ``device`` (empty before any batch).
 
+        Under DDP this is a collective: every rank must call it, batches or not.
+        """
+        names = _names_over_ranks(list(self._sums))
+        if not names:
+            return {}
+        zero = torch.zeros((), device=device)
+        totals = torch.stack([self._sums.get(n, zero).to(device=device, dtype=torch.float32) for n in names])
+        totals = torch.cat([totals, torch.tensor([float(self.batches)], device=device)])
+        if _world_size() > 1:
+            torch.distributed.all_reduce(totals)
+        return {f"{self.prefix}/{name}": totals[i] / totals[-1] for i, name in enumerate(names)}
+
+
+def _world_size() -> int:
+    """Processes in the default process group (1 without one)."""
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_world_size() if distributed else 1
+
+
+def _names_over_ranks(names: list[str]) -> list[str]:
+    """The loss names any rank saw (a rank that ran no batch knows none), the same list on every rank."""
+    if _world_size() == 1:
+        return names
+    gathered: list[list[str] | None] = [None] * _world_size()
+    torch.distributed.all_gather_object(gathered, names)
+    return next((g for g in gathered if g), [])

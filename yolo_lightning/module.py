@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.detection import MeanAveragePrecision
@@ -28,8 +29,10 @@ from yolo_lightning.backbone_lr import (
 )
 from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
 from yolo_lightning.class_weights import class_instance_counts, resolve_class_weights, weighted_criterion
+from yolo_lightning.datamodule import PADDING_KEY
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.freezing import freeze_layer_fragments
+from yolo_lightning.hardware import check_precision, evaluation_autocast, use_channels_last
 from yolo_lightning.hyperparameters import (
     MODULE_ARGS,
     check_no_unknown_arguments,
@@ -56,6 +59,8 @@ class YOLOModule(L.LightningModule):
         freeze: Ultralytics' ``freeze``: the first N layers, or a list of layer indices / parameter-name fragments.
         conf, iou, max_det, nms, agnostic_nms: validation settings, as ``DetectionValidator`` uses them
             (``nms=False`` validates YOLO26's end-to-end one-to-one head).
+        channels_last: Ultralytics' ``channels_last``: ``None`` (default) trains in channels-last memory format on CUDA,
+            as Ultralytics does; ``False`` turns it off; ``True`` asks for it (CUDA only, with a warning elsewhere).
         names: class names; taken from the datamodule when omitted.
         plots: like Ultralytics, after the last epoch's validation (and after ``Trainer.validate``/``test``) save the
             F1/P/R/PR curves and confusion matrices in the run folder and send them to loggers that take images.
@@ -92,6 +97,7 @@ class YOLOModule(L.LightningModule):
         max_det: int = D.max_det,
         nms: bool | None = None,
         agnostic_nms: bool = D.agnostic_nms,
+        channels_last: bool | None = None,
         names: dict[int, str] | None = None,
         plots: bool = D.plots,
         map_cross_check: bool = False,
@@ -131,6 +137,8 @@ class YOLOModule(L.LightningModule):
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
         self.class_weight_values: torch.Tensor | None = None  # resolved class_weights (in setup or from a checkpoint)
+        # Under DDP a rank may get no validation batch (fewer val batches than ranks); metrics and losses still sync.
+        self.allow_zero_length_dataloader_with_multiple_devices = True
         if names is not None:
             self._build(names)
 
@@ -145,12 +153,36 @@ class YOLOModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
         keep_freed_memory_for_reuse()  # in every process (DDP ranks included): see yolo_lightning/allocator.py
+        self._check_hardware_settings()
         if self.model is None:
             self._build(self._datamodule_names())
         self.model.args = self.ultralytics_args()
         self.model.end2end = self.hparams.nms is False
         self._validator = self._make_validator()
         self.class_weight_values = self._resolve_class_weights()
+
+    def _check_hardware_settings(self) -> None:
+        """Refuse half-precision weights; follow Ultralytics' deterministic mode and its AMP default on CUDA."""
+        trainer = self._trainer
+        if trainer is None:
+            return
+        check_precision(trainer.precision)
+        if torch.are_deterministic_algorithms_enabled():  # Trainer(deterministic=...): as Ultralytics' init_seeds
+            torch.utils.deterministic.fill_uninitialized_memory = False  # no NaN fill kernel per new tensor
+        if trainer.strategy.root_device.type == "cuda" and trainer.precision == "32-true":
+            rank_zero_info(
+                "Training in float32 on CUDA. Ultralytics trains with AMP by default (amp=True): "
+                "Trainer(precision='16-mixed') does the same."
+            )
+        if self.hparams.channels_last and trainer.strategy.root_device.type != "cuda":
+            rank_zero_warn(f"channels_last=True is only supported on CUDA, ignoring on {trainer.strategy.root_device.type!r}.")
+
+    def configure_model(self) -> None:
+        """Channels-last weights on CUDA, like Ultralytics' trainer; set before the strategy moves and wraps the model."""
+        trainer = self._trainer
+        if self.model is not None and trainer is not None:
+            if use_channels_last(self.hparams.channels_last, trainer.strategy.root_device):
+                self.model.to(memory_format=torch.channels_last)
 
     def _build(self, names: dict[int, str]) -> None:
         """Build the detector and its metric for ``names``; apply ``freeze``."""
@@ -301,9 +333,18 @@ class YOLOModule(L.LightningModule):
                 logger.log_hyperparams({f"class_weights/{names[i]}": w for i, w in enumerate(self.class_weight_values.tolist())})
 
     def on_validation_start(self) -> None:
-        """Outside ``fit``, the validation loss uses the class-weighted criterion too (built on the right device)."""
+        """Point the validator at the module's device; outside ``fit``, build the (class-weighted) criterion there."""
+        self._validator.device = self.device  # Ultralytics' _prepare_batch builds its scale tensors on it
         if getattr(self.model, "criterion", None) is None:
             self.model.criterion = weighted_criterion(self.model, self.class_weight_values)
+
+    def on_test_start(self) -> None:
+        """As validation."""
+        self.on_validation_start()
+
+    def on_predict_start(self) -> None:
+        """Point the validator (NMS, box scaling) at the module's device."""
+        self._validator.device = self.device
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""
@@ -358,15 +399,37 @@ class YOLOModule(L.LightningModule):
         """Advance YOLO26's one-to-many/one-to-one loss weights; log the epoch's mean losses and each group's lr."""
         if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
-        self.log_dict(self._train_losses.compute(), sync_dist=True)  # the epoch's mean loss items, over ranks
-        for i, group in enumerate(self.trainer.optimizers[0].param_groups):
-            self.log(f"lr/pg{i}", group["lr"], on_epoch=True, sync_dist=True)
+        losses = self._train_losses.compute(self.device)  # the epoch's mean loss items over every rank's batches
+        lrs = {f"lr/pg{i}": group["lr"] for i, group in enumerate(self.trainer.optimizers[0].param_groups)}
+        self._log_epoch_values({**losses, **lrs})
+
+    def _log_epoch_values(self, values: dict[str, torch.Tensor | float]) -> None:
+        """Log epoch values averaged over ranks, every tensor on the module's device (NCCL reduces only those)."""
+        device = self.device
+        self.log_dict({k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in values.items()}, sync_dist=True)
+
+    def _evaluation_autocast(self) -> AbstractContextManager:
+        """The precision Ultralytics validates in (float16 autocast for AMP on CUDA, float32 on CPU)."""
+        precision = self._trainer.precision if self._trainer is not None else "32-true"
+        return evaluation_autocast(precision, self.device)
+
+    def _float32(self) -> AbstractContextManager:
+        """No autocast: Ultralytics post-processes and matches predictions outside autocast."""
+        return torch.autocast(self.device.type, enabled=False)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Validation loss plus NMS and IoU matching by DetectionValidator's own methods, into ``val_metrics``."""
+        if batch.get(PADDING_KEY):  # an idle DDP rank's stand-in batch (see ContiguousValSampler)
+            return
         batch = self._preprocess(batch)
-        preds = self.model(batch["img"])
-        self._val_losses.update(self.model.loss(batch, preds)[1])
+        with self._evaluation_autocast():
+            preds = self.model(batch["img"])
+            self._val_losses.update(self.model.loss(batch, preds)[1])
+        with self._float32():
+            self._update_metrics(preds, batch)
+
+    def _update_metrics(self, preds: Any, batch: dict[str, Any]) -> None:
+        """DetectionValidator's NMS and IoU matching per image, into the metrics."""
         for i, detections in enumerate(self._validator.postprocess(preds)):
             target = self._validator._prepare_batch(i, batch)
             tp = self._validator._process_batch(detections, target)["tp"]
@@ -389,13 +452,13 @@ class YOLOModule(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         """Log Ultralytics' metric keys, mean and per-class F1/P/R/AP over every rank's images; print the table."""
-        results = {**self._val_losses.compute(), **self.val_metrics.compute()}
+        results = {**self._val_losses.compute(self.device), **self.val_metrics.compute()}  # both over every rank
         self.val_metrics.reset()
         if self.val_coco_map is not None:
             coco = self.val_coco_map.compute()
             self.val_coco_map.reset()
             results.update({"metrics/coco/mAP50(B)": coco["map_50"], "metrics/coco/mAP50-95(B)": coco["map"]})
-        self.log_dict(results, sync_dist=True)  # losses averaged over ranks; metrics are global already (a no-op)
+        self._log_epoch_values(results)  # global values already: the all-reduce mean leaves them as they are
         confusion = self.val_confusion.compute() if self._plotting else None  # on every rank: it synchronises
         if not self.trainer.sanity_checking:
             rank_zero_info(per_class_table(self.val_metrics.box_metrics, self.val_metrics.image_count))
@@ -423,8 +486,13 @@ class YOLOModule(L.LightningModule):
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
         """Detections per image after NMS, boxes as xyxy pixels of the original image (like ``Results.boxes``)."""
+        if batch.get(PADDING_KEY):  # an idle DDP rank's stand-in batch (see ContiguousValSampler)
+            return []
         batch = self._preprocess(batch)
-        detections = self._validator.postprocess(self.model(batch["img"]))
+        with self._evaluation_autocast():
+            preds = self.model(batch["img"])
+        with self._float32():
+            detections = self._validator.postprocess(preds)
         results = []
         for i, found in enumerate(detections):
             image = self._validator._prepare_batch(i, batch)

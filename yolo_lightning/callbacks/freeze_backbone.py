@@ -6,6 +6,7 @@ import lightning as L
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim import Optimizer
 
 from yolo_lightning.errors import ConfigurationError
@@ -21,6 +22,12 @@ class FreezeBackbone(BaseFinetuning):
     the parameters this callback froze train again and their BatchNorm returns to train mode; what the module itself
     freezes (its ``freeze=`` and ``.dfl``) stays frozen. Resuming a run (``ckpt_path``) freezes again and unfreezes at
     the first epoch that is ``>= unfreeze_at_epoch``. The freeze lasts for one ``fit``: its end restores the module.
+
+    Under DDP the frozen parameters keep ``requires_grad=True``: DDP's reducer synchronises exactly the parameters that
+    required gradients when it wrapped the model, so switching them off would make every rank wait for gradients that
+    never come (or, frozen before wrapping, leave them unsynchronised once unfrozen). Their gradients are discarded
+    after each backward pass instead, so the optimizer, weight decay and clipping skip them exactly as if frozen; the
+    cost is the backward pass through the frozen layers, and no ``find_unused_parameters`` is needed.
 
     Args:
         layers: The first N layers, or a list of layer indices / parameter-name fragments (``[0, 1, "23.cv2"]``).
@@ -46,6 +53,8 @@ class FreezeBackbone(BaseFinetuning):
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self._fragments: list[str] = []  # the fragments this callback added to the module's freeze_layer_names
         self._frozen: list[str] = []  # the parameters this callback switched off
+        self._discarded: list[nn.Parameter] = []  # under DDP: the frozen parameters whose gradients are dropped
+        self._under_ddp = False
 
     @property
     def frozen_parameter_names(self) -> list[str]:
@@ -65,6 +74,7 @@ class FreezeBackbone(BaseFinetuning):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Freeze the layers (the network exists now); let ``BaseFinetuning`` restore its state on resume."""
+        self._under_ddp = isinstance(trainer.model, DistributedDataParallel)
         self.freeze_before_training(pl_module)
         super().on_fit_start(trainer, pl_module)
 
@@ -82,14 +92,22 @@ class FreezeBackbone(BaseFinetuning):
             )
         parameters = dict(pl_module.model.named_parameters())
         self._frozen = [name for name in matching if parameters[name].requires_grad]
-        for name in self._frozen:
-            parameters[name].requires_grad = False
+        if self._under_ddp:
+            self._discarded = [parameters[name] for name in self._frozen]
+        else:
+            for name in self._frozen:
+                parameters[name].requires_grad = False
         self._fragments = [f for f in fragments if f not in pl_module.freeze_layer_names]
         pl_module.freeze_layer_names.extend(self._fragments)
         rank_zero_info(
             f"FreezeBackbone: froze layers {self._layer_summary()} ({self._describe(pl_module, self._frozen)}) "
             f"until epoch {self.unfreeze_at_epoch}."
         )
+
+    def on_after_backward(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Under DDP: drop the frozen parameters' (all-reduced) gradients, so nothing updates them."""
+        for parameter in self._discarded:
+            parameter.grad = None
 
     def finetune_function(self, pl_module: L.LightningModule, epoch: int, optimizer: Optimizer) -> None:
         """From ``unfreeze_at_epoch`` on, train the frozen parameters again, in the optimizer groups they never left."""
@@ -114,7 +132,7 @@ class FreezeBackbone(BaseFinetuning):
             if isinstance(module, nn.modules.batchnorm._BatchNorm) and any(f in name for f in self._fragments):
                 if not any(f in name for f in pl_module.freeze_layer_names):
                     module.train(pl_module.training)
-        self._fragments, self._frozen = [], []
+        self._fragments, self._frozen, self._discarded = [], [], []
 
     def _layer_summary(self) -> str:
         """``0..9`` for a layer count, else the list as given."""

@@ -59,7 +59,7 @@ def test_distributed_validation_counts_every_image_once(tiny_data_yaml, world_si
     datamodule = YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=world_size)
     indices = []
     for rank in range(world_size):
-        datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=rank, lightning_module=None)
+        datamodule.trainer = SimpleNamespace(world_size=world_size, global_rank=rank, num_devices=world_size, lightning_module=None)
         datamodule.setup("validate")
         indices += list(datamodule.val_dataloader().sampler)
     assert sorted(indices) == list(range(len(datamodule.val_dataset)))
@@ -67,7 +67,7 @@ def test_distributed_validation_counts_every_image_once(tiny_data_yaml, world_si
 
 def test_distributed_training_splits_the_batch(tiny_data_yaml):
     datamodule = YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4)
-    datamodule.trainer = SimpleNamespace(world_size=2, global_rank=1, lightning_module=None)
+    datamodule.trainer = SimpleNamespace(world_size=2, global_rank=1, num_devices=2, lightning_module=None)
     datamodule.setup("fit")
     loader = datamodule.train_dataloader()
     assert loader.batch_size == 2 and loader.sampler.rank == 1 and loader.sampler.num_replicas == 2

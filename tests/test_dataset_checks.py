@@ -1,10 +1,11 @@
-"""Tests for yolo_lightning.dataset_checks: data.yaml validation and YOLO label checks."""
+"""Tests for yolo_lightning.dataset_checks (data.yaml, label and image checks) and the splits prepare_data checks."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -18,18 +19,22 @@ for _font in (_CONFIG_DIR / "Arial.ttf", _CONFIG_DIR / "Ultralytics" / "Arial.tt
         shutil.copy(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", _font)
 
 import cv2  # noqa: E402
+import lightning as L  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from lightning.pytorch.trainer.states import TrainerFn  # noqa: E402
 from ultralytics.data.utils import verify_image_label  # noqa: E402
 
-from yolo_lightning import dataset_checks  # noqa: E402
+from yolo_lightning import YOLODataModule, dataset_checks  # noqa: E402
 from yolo_lightning.dataset_checks import (  # noqa: E402
     DatasetError,
     LabelProblem,
     count_images,
     find_label_problems,
     load_data_config,
+    missing_labels_message,
     report_label_problems,
+    unusable_images,
 )
 
 GOOD_YAML = "path: {root}\ntrain: images/train\nval: images/val\nnames:\n  - red\n  - blue\n"
@@ -353,3 +358,180 @@ def test_report_truncates_and_handles_singular_and_empty(tmp_path: Path) -> None
     assert report.startswith("5 invalid labels in 1 file of split 'val'")
     assert len(report.splitlines()) == 4 and report.endswith("... and 3 more")
     assert report_label_problems([], "val") == "No invalid labels in split 'val'."
+
+
+# --- splits checked per Trainer function ------------------------------------------------------------
+
+
+def test_bad_test_path_names_the_test_key(dataset: Path) -> None:
+    path = _write_yaml(dataset, GOOD_YAML + "test: images/nope\n")
+    msg = _load_error(path)
+    assert f"{path}:7:" in msg and "'test' path not found" in msg and str(dataset / "images" / "nope") in msg
+
+
+def test_only_the_requested_splits_are_checked(dataset: Path) -> None:
+    path = _write_yaml(dataset, "path: {root}\ntrain: images/nope\nval: images/gone\ntest: images/val\nnc: 2\n")
+    assert load_data_config(path, ("test",))["test"] == str(dataset / "images" / "val")
+    assert "'train' path not found" in _load_error(path)
+    with pytest.raises(DatasetError, match="'val' path not found"):
+        load_data_config(path, ("val",))
+
+
+def test_testing_without_test_key(dataset: Path) -> None:
+    path = _write_yaml(dataset, GOOD_YAML)
+    with pytest.raises(DatasetError, match=r"no 'test:' split to test on.*use validate instead"):
+        load_data_config(path, ("test",))
+
+
+def _datamodule(data_yaml: Path, fn: TrainerFn | None) -> YOLODataModule:
+    """A datamodule attached to a Trainer running ``fn`` (as Lightning sets it before prepare_data)."""
+    datamodule = YOLODataModule(data=str(data_yaml), imgsz=64, batch=2, workers=0)
+    if fn is not None:
+        datamodule.trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+        datamodule.trainer.state.fn = fn
+    return datamodule
+
+
+def test_bad_test_path_fails_only_runs_that_test(dataset: Path) -> None:
+    path = _write_yaml(dataset, GOOD_YAML + "test: images/nope\n")
+    for fn in (TrainerFn.FITTING, TrainerFn.VALIDATING, TrainerFn.PREDICTING):
+        datamodule = _datamodule(path, fn)
+        datamodule.prepare_data()
+        datamodule.setup(fn.value)
+    for fn in (TrainerFn.TESTING, None):
+        with pytest.raises(DatasetError, match=r"data.yaml:7: 'test' path not found: .*images/nope"):
+            _datamodule(path, fn).prepare_data()
+    with pytest.raises(DatasetError, match="'test' path not found"):
+        _datamodule(path, None).setup("test")
+
+
+def test_validating_does_not_need_the_train_split(dataset: Path) -> None:
+    path = _write_yaml(dataset, GOOD_YAML.replace("images/train", "images/nope"))
+    datamodule = _datamodule(path, TrainerFn.VALIDATING)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    assert len(datamodule.val_dataset) == 1
+    with pytest.raises(DatasetError, match="'train' path not found"):
+        _datamodule(path, TrainerFn.FITTING).prepare_data()
+
+
+# --- splits without label files ---------------------------------------------------------------------
+
+
+def test_train_split_without_labels_names_the_labels_folder(dataset: Path) -> None:
+    shutil.rmtree(dataset / "labels" / "train")
+    with pytest.raises(DatasetError) as info:
+        _datamodule(_write_yaml(dataset, GOOD_YAML), None).prepare_data()
+    msg = str(info.value)
+    assert "none of the 2 images of split 'train' has a label file" in msg
+    assert f"in {dataset / 'labels' / 'train'} (missing)" in msg and "class x_center y_center width height" in msg
+    assert ".cache" not in msg
+
+
+def test_val_split_without_labels_warns_unless_predicting(dataset: Path) -> None:
+    for label in (dataset / "labels" / "val").iterdir():
+        label.unlink()  # the folder stays: it is named without "(missing)"
+    path = _write_yaml(dataset, GOOD_YAML)
+    with pytest.warns(UserWarning, match=rf"split 'val' has a label file: put one .txt file per image in {dataset}"):
+        _datamodule(path, TrainerFn.VALIDATING).prepare_data()
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        _datamodule(path, TrainerFn.PREDICTING).prepare_data()
+    assert not [w for w in record if "has a label file" in str(w.message)]  # predict needs no labels
+
+
+def test_missing_labels_message(image_dir: Path) -> None:
+    assert missing_labels_message(image_dir, "train") is None
+    other = image_dir.parent.parent / "other" / "pics"
+    _image(other / "a.png")
+    msg = missing_labels_message([str(other)], "val")
+    assert msg is not None and f"in {other} (missing)" not in msg and f"in {other}," in msg
+    assert f"labels of {other / 'a.png'} from {other / 'a.txt'}" in msg
+
+
+# --- unreadable images --------------------------------------------------------------------------------
+
+
+def _corrupt_images(folder: Path) -> list[Path]:
+    """Write a .jpg of random bytes and a PNG cut inside its header, each with a valid label; return them."""
+    noise = _image(folder / "noise.jpg")
+    noise.write_bytes(np.random.default_rng(0).bytes(256))
+    truncated = _image(folder / "truncated.png")
+    truncated.write_bytes(truncated.read_bytes()[:12])
+    for image in (noise, truncated):
+        _label(image, "0 0.5 0.5 0.2 0.2\n")
+    return [noise, truncated]
+
+
+def test_unusable_images_gives_pil_errors(tmp_path: Path) -> None:
+    noise, truncated = _corrupt_images(tmp_path / "images")
+    tiny = tmp_path / "images" / "tiny.png"
+    assert cv2.imwrite(str(tiny), np.zeros((5, 5, 3), np.uint8))
+    good = _image(tmp_path / "images" / "good.png")
+    reasons = unusable_images([str(p) for p in (noise, truncated, tiny, good)])
+    assert reasons == {
+        str(noise): f"not a readable image (cannot identify image file {str(noise)!r})",
+        str(truncated): f"not a readable image (cannot identify image file {str(truncated)!r})",
+        str(tiny): "image size (5, 5) <10 pixels",
+    }
+
+
+def test_unreadable_images_are_reported_once_with_the_pil_error(
+    dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corrupt = _corrupt_images(dataset / "images" / "train")
+    opened: list[str] = []
+
+    def counting_open(path: str) -> object:
+        opened.append(path)
+        return pil_open(path)
+
+    pil_open = dataset_checks._pil_open
+    monkeypatch.setattr(dataset_checks, "_pil_open", counting_open)
+    path = _write_yaml(dataset, GOOD_YAML)
+    for _ in range(2):  # the second run reads Ultralytics' label cache
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            _datamodule(path, TrainerFn.FITTING).prepare_data()
+        skipped = sorted(str(w.message) for w in record if ": skipped, " in str(w.message))
+        expected = [f"{p}: skipped, not a readable image (cannot identify image file {str(p)!r})" for p in corrupt]
+        assert skipped == expected  # once per file, with PIL's error rather than "No module named 'pi_heif'"
+        assert sorted(opened) == [str(p) for p in corrupt]  # only the images Ultralytics skipped are opened again
+        opened.clear()
+
+
+def test_split_of_unreadable_images_is_an_error(dataset: Path) -> None:
+    shutil.rmtree(dataset / "images" / "val")
+    shutil.rmtree(dataset / "labels" / "val")
+    noise, truncated = _corrupt_images(dataset / "images" / "val")
+    with pytest.raises(DatasetError) as info:
+        _datamodule(_write_yaml(dataset, GOOD_YAML), TrainerFn.VALIDATING).prepare_data()
+    msg = str(info.value)
+    assert msg.startswith("every image of the 'val' split is unusable: ")
+    assert f"{noise}: not a readable image (cannot identify" in msg and f"{truncated}: not a readable image" in msg
+
+
+# --- .txt image lists ---------------------------------------------------------------------------------
+
+
+def test_missing_list_entry_is_an_error_before_any_cache_is_written(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for split in ("train", "val"):
+        _label(_image(root / "images" / split / "im0.png"), "0 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "a_outside").mkdir()  # sorts first: Ultralytics would name its cache after it, outside the dataset
+    missing = tmp_path / "a_outside" / "missing" / "a.jpg"
+    listing = root / "train.txt"
+    listing.write_text(f"\n./images/train/im0.png\n{missing}\n")
+    path = _write_yaml(root, "train: train.txt\nval: images/val\nnames: [red]\n")
+    with pytest.raises(DatasetError) as info:
+        _datamodule(path, TrainerFn.FITTING).prepare_data()
+    assert str(info.value).startswith(f"{listing}:3: no such image file: {missing} (listed by 'train')")
+    assert list(tmp_path.rglob("*.cache")) == []
+
+
+def test_relative_list_entry_hint(dataset: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (dataset / "train.txt").write_text("images/train/im0.png\n")
+    monkeypatch.chdir(dataset / "images")
+    msg = _load_error(_write_yaml(dataset, GOOD_YAML.replace("images/train", "train.txt")))
+    assert f"{dataset / 'train.txt'}:1: no such image file: images/train/im0.png" in msg
+    assert f"relative to the current directory {dataset / 'images'}" in msg and "start it with './'" in msg

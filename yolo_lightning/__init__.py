@@ -8,6 +8,7 @@ provide_local_fonts()
 from yolo_lightning.datamodule import YOLODataModule  # noqa: E402
 from yolo_lightning.export import export_ultralytics  # noqa: E402
 from yolo_lightning.module import YOLOModule  # noqa: E402
+from yolo_lightning.version import yolo_lightning_version  # noqa: E402
 
 __all__ = ["YOLODataModule", "YOLOModule", "export_ultralytics"]
-__version__ = "0.1.0"
+__version__ = yolo_lightning_version()

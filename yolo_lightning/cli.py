@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import os
 import sys
 from pathlib import Path
 
+import torch
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 from yolo_lightning.datamodule import YOLODataModule
-from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.export import export_ultralytics
+from yolo_lightning.errors import ConfigurationError, TrainingError
+from yolo_lightning.export import check_known_hyperparameters, export_ultralytics
 from yolo_lightning.hardware import default_precision
+from yolo_lightning.run_folder import (
+    announce_to_child_processes,
+    claim_run_folder,
+    folder_from_launching_process,
+    run_folder_of,
+)
 from yolo_lightning.module import YOLOModule
 
 DEFAULT_RUN_DIR = "runs/detect/train"  # weights land in runs/detect/train/weights/, as with Ultralytics
@@ -32,10 +42,68 @@ class YOLOLightningCLI(LightningCLI):
         parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
 
     def before_instantiate_classes(self) -> None:
-        """Without ``--trainer.precision``: Ultralytics' ``amp=True`` default, i.e. ``16-mixed`` on CUDA, else ``32-true``."""
+        """Ultralytics' ``amp=True`` default without ``--trainer.precision`` (``16-mixed`` on CUDA, else ``32-true``); for
+        ``fit``, this run's own run folder."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
+        if self.subcommand == "fit":
+            self._choose_run_folder(config)
+
+    def _choose_run_folder(self, config: Namespace) -> None:
+        """Resuming: the checkpoint's run folder; else the given one if free (or ``--checkpoint.exist_ok``), else the
+        next free ``train2``, ``train3``..., claimed before anything (the saved config, logs) is written into it.
+
+        DDP processes that Lightning starts from this one re-run the command: they take the folder claimed here. Under
+        an external launcher (torchrun, SLURM) every process starts alone and UltralyticsCheckpoint claims the folder on
+        rank 0 when fitting starts.
+        """
+        root = Path(config.trainer.default_root_dir or DEFAULT_RUN_DIR)
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path:
+            root = (run_folder_of(ckpt_path) if Path(ckpt_path).is_file() else None) or root
+        elif (launched := folder_from_launching_process()) is not None:
+            root = launched
+        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            return
+        else:
+            root = claim_run_folder(root, config.checkpoint.exist_ok)
+            announce_to_child_processes(root)
+        config.trainer.default_root_dir = str(root)
+        config.checkpoint.exist_ok = True  # the folder is this run's: the callback must not move it again
+
+    def _parse_ckpt_path(self) -> None:
+        """Take the checkpoint's hyper-parameters, as LightningCLI does, after checking them against the command line.
+
+        A ``--model.model`` that differs from the checkpoint's is an error naming both; other module arguments given
+        with other values are ignored with a warning (the run continues as it was configured); hyper-parameters this
+        version does not know mean the checkpoint comes from a newer yolo-lightning, and the error says so.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            self._check_against_checkpoint(Path(ckpt_path), self.config[subcommand].model)
+        super()._parse_ckpt_path()
+
+    @staticmethod
+    def _check_against_checkpoint(ckpt_path: Path, given: Namespace) -> None:
+        try:
+            checkpoint = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        except Exception:  # not a Lightning checkpoint: LightningCLI's own loading reports it
+            return
+        saved = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+        check_known_hyperparameters(saved, checkpoint.get("yolo_lightning", {}).get("version"), ckpt_path)
+        defaults = {k: v.default for k, v in inspect.signature(YOLOModule.__init__).parameters.items()}
+        for key, value in vars(given).items():
+            if key not in saved or key not in defaults or value == defaults[key] or value == saved[key]:
+                continue  # not given, or the same
+            if key == "model":
+                raise ConfigurationError(
+                    f"--ckpt_path {ckpt_path} holds a model={saved['model']!r} network, not --model.model {value!r}: "
+                    f"drop --model.model to continue that run, or start a new one from its weights "
+                    f"(--model.model path/to/best.pt)."
+                )
+            rank_zero_warn(f"--model.{key} {value!r} is ignored: the run in {ckpt_path} continues with {key}={saved[key]!r}.")
 
     def after_fit(self) -> None:
         """Print the last validation's metrics."""
@@ -74,16 +142,16 @@ def main(args: list[str] | None = None) -> None:
         else:  # args=None: LightningCLI reads sys.argv itself (passing both makes it warn)
             YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
     except Exception as error:  # a ConfigurationError may arrive wrapped (jsonargparse instantiating a callback)
-        cause = _configuration_error(error)
+        cause = _our_error(error)
         if cause is None:
             raise
         sys.stderr.write(f"yolo-lightning: error: {cause}\n")
-        raise SystemExit(2) from None
+        raise SystemExit(2 if isinstance(cause, ConfigurationError) else 1) from None
 
 
-def _configuration_error(error: BaseException | None) -> ConfigurationError | None:
-    """The ConfigurationError in an exception's cause/context chain, if any."""
-    while error is not None and not isinstance(error, ConfigurationError):
+def _our_error(error: BaseException | None) -> ConfigurationError | TrainingError | None:
+    """The ConfigurationError (bad input) or TrainingError (training cannot go on) in an exception's chain, if any."""
+    while error is not None and not isinstance(error, (ConfigurationError, TrainingError)):
         error = error.__cause__ or error.__context__
     return error
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterator
 from copy import copy
@@ -11,6 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ultralytics.cfg import DEFAULT_CFG
@@ -24,11 +24,15 @@ from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
 
 from yolo_lightning.dataset_checks import (
+    SPLITS,
     DatasetError,
     count_images,
     find_label_problems,
+    image_files,
     load_data_config,
+    missing_labels_message,
     report_label_problems,
+    unusable_images,
 )
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.hardware import loader_workers
@@ -43,6 +47,12 @@ D = DEFAULT_CFG
 GRID_STRIDE = 32  # DetectionTrainer rounds imgsz to max(model stride, 32); every shipped detector has stride 32
 _ULTRALYTICS_SHUFFLE_SEED = 6148914691236517205  # build_dataloader's generator offset
 NON_DISTRIBUTED_RANK = -1  # Ultralytics' RANK outside DDP, part of its shuffle seed
+STAGE_SPLITS = {  # the data.yaml splits each Trainer function reads
+    TrainerFn.FITTING: ("train", "val"),
+    TrainerFn.VALIDATING: ("val",),
+    TrainerFn.TESTING: ("test",),
+    TrainerFn.PREDICTING: ("val",),
+}
 
 
 class UltralyticsShuffleSampler(Sampler[int]):
@@ -226,24 +236,23 @@ class YOLODataModule(L.LightningDataModule):
         return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def prepare_data(self) -> None:
-        """Once per node: write the synthetic dataset if asked, check labels, build the label caches."""
-        config = load_data_config(self._data_yaml())
-        for split in ("train", "val", "test"):
-            if not config.get(split):
-                continue
-            self._check_labels(config, split)
-            self._build_dataset(config, split, self._per_rank_batch(split))  # writes labels/<split>.cache once
+        """Once per node: write the synthetic dataset if asked, check the splits this run uses, build their caches."""
+        fn = self.trainer.state.fn if self.trainer is not None else None
+        splits = STAGE_SPLITS.get(fn)  # without a Trainer function: every split the data.yaml has
+        config = load_data_config(self._data_yaml(), splits)
+        for split in splits or SPLITS:
+            if config.get(split):
+                self._check_labels(config, split, fn)
+                self._build_label_cache(config, split)
 
     def setup(self, stage: str) -> None:
         """On every rank: resolve the data.yaml and build the datasets this stage needs."""
-        self.data_config = load_data_config(self._data_yaml())
+        self.data_config = load_data_config(self._data_yaml(), STAGE_SPLITS[TrainerFn(stage)])
         if stage == "fit":
             self.train_dataset = self._build_dataset(self.data_config, "train", self._per_rank_batch("train"))
         if stage in {"fit", "validate"}:
             self.val_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
         if stage == "test":
-            if not self.data_config.get("test"):
-                raise DatasetError(f"{self.data_config['yaml_file']}: no 'test:' split to test on; use validate instead.")
             self.test_dataset = self._build_dataset(self.data_config, "test", self._per_rank_batch("val"))
         if stage == "predict":
             self.predict_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
@@ -338,17 +347,45 @@ class YOLODataModule(L.LightningDataModule):
             self.hyp, config[split], batch, config, mode=mode, rect=mode == "val", stride=GRID_STRIDE
         )
 
-    def _check_labels(self, config: dict[str, Any], split: str) -> None:
-        """Warn about invalid label lines (their images are skipped); fail if a split has no usable image."""
-        paths = config[split] if isinstance(config[split], list) else [config[split]]
-        problems = [p for path in paths if os.path.isdir(path) for p in find_label_problems(path, config["nc"])]
+    def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
+        """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines."""
+        source = config[split]
+        if (missing := missing_labels_message(source, split)) is not None:
+            if split == "train":
+                raise DatasetError(missing)
+            if fn != TrainerFn.PREDICTING:
+                warnings.warn(missing, stacklevel=2)
+            return
+        problems = find_label_problems(source, config["nc"])
         if not problems:
             return
         message = report_label_problems(problems, split)
-        images = sum(count_images(path) for path in paths if os.path.isdir(path))
-        if len({p.file for p in problems}) >= images:
+        if len({p.file for p in problems}) >= count_images(source):
             raise DatasetError(f"every image of the '{split}' split has an invalid label. {message}")
         warnings.warn(message, stacklevel=2)
+
+    def _build_label_cache(self, config: dict[str, Any], split: str) -> None:
+        """Build the split's dataset (Ultralytics writes its label cache); report the images it skipped as unusable."""
+        # Only skipped images are opened again: Ultralytics' reason for an unreadable one is its failed HEIF import
+        images = image_files(config[split])
+        try:
+            dataset = self._build_dataset(config, split, self._per_rank_batch(split))
+        except RuntimeError as e:  # get_labels: no usable image at all
+            unusable = unusable_images(images)
+            if not unusable:
+                raise
+            listed = "; ".join(f"{image}: {reason}" for image, reason in list(unusable.items())[:3])
+            more = f"; and {len(unusable) - 3} more" if len(unusable) > 3 else ""
+            what = (
+                f"every image of the '{split}' split is unusable"
+                if len(unusable) == len(set(images))
+                else f"no usable image in the '{split}' split ({len(unusable)} of {len(set(images))} are unusable)"
+            )
+            raise DatasetError(f"{what}: {listed}{more}; replace or remove these files") from e
+        scanned = images[: len(dataset.label_files)]  # Ultralytics keeps the first images when fraction < 1
+        kept = set(dataset.im_files)
+        for image, reason in unusable_images(f for f in scanned if f not in kept).items():
+            warnings.warn(f"{image}: skipped, {reason}", stacklevel=2)
 
     def _per_rank_batch(self, split: str) -> int:
         """Per-rank batch: ``batch // world_size`` for training, twice that for validation."""

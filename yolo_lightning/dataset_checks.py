@@ -5,19 +5,24 @@ from __future__ import annotations
 import glob
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
-from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, img2label_paths
+from ultralytics.data.utils import IMG_FORMATS, check_det_dataset, check_image, img2label_paths
 from ultralytics.utils import DATASETS_DIR
+
+# PIL's own Image.open: Ultralytics' replacement retries an unidentified file with a HEIF plugin and, when pi_heif is
+# not installed, raises "No module named 'pi_heif'" instead of PIL's error.
+from ultralytics.utils.patches import _image_open as _pil_open
 
 from yolo_lightning.errors import ConfigurationError
 
 ImageSource = str | Path | Sequence[str | Path]
 
+SPLITS = ("train", "val", "test")
 _YAML_SUFFIXES = (".yaml", ".yml")
 _COORD_TOLERANCE = 0.01  # verify_image_label accepts values in [-0.01, 1.01]
 
@@ -49,24 +54,25 @@ class _DataYaml:
         return f"{self.path}:{line}" if line else str(self.path)
 
 
-def load_data_config(data: str | Path) -> dict:
-    """Validate a detection data.yaml and return Ultralytics' resolved dataset dict (check_det_dataset)."""
+def load_data_config(data: str | Path, splits: Collection[str] | None = None) -> dict:
+    """Validate a data.yaml and the paths of ``splits`` (None: every split it has); return check_det_dataset's dict."""
     path = _existing_yaml(Path(data))
     cfg = _read_yaml(path)
     _check_classes(cfg)
-    splits = _split_values(cfg)
+    entries = _split_entries(cfg, splits)
     root, origin = _dataset_root(cfg)
-    for key, value in splits.items():
+    for key, value in entries.values():
         _check_split(cfg, key, _resolve_split(value, root), root, origin)
+    checked = "val" if "val" in entries else next(iter(entries))  # Ultralytics checks one split's path: a used one
     try:
-        return check_det_dataset(str(path), autodownload=False)
+        return check_det_dataset(str(path), autodownload=False, split=checked)
     except Exception as e:
         raise DatasetError(f"{path}: Ultralytics rejected the dataset config: {e}") from e
 
 
 def find_label_problems(image_dir: ImageSource, nc: int) -> list[LabelProblem]:
     """List every invalid label line of the images in image_dir (YOLO txt labels)."""
-    label_files = dict.fromkeys(img2label_paths(_image_files(image_dir)))  # unique, in image order
+    label_files = dict.fromkeys(img2label_paths(image_files(image_dir)))  # unique, in image order
     problems: list[LabelProblem] = []
     for label_file in label_files:
         if os.path.isfile(label_file):  # a missing label file is a background image
@@ -91,7 +97,47 @@ def report_label_problems(problems: list[LabelProblem], split: str, max_listed: 
 
 def count_images(image_dir: ImageSource) -> int:
     """Number of images Ultralytics would load from a folder, .txt image list, or list of those."""
-    return len(_image_files(image_dir))
+    return len(image_files(image_dir))
+
+
+def missing_labels_message(image_source: ImageSource, split: str) -> str | None:
+    """Say where the label files were expected when none of the split's images has one, else None."""
+    images = image_files(image_source)
+    label_files = img2label_paths(images)
+    if any(os.path.isfile(f) for f in label_files):
+        return None
+    folders = list(dict.fromkeys(os.path.dirname(f) for f in label_files))
+    where = ", ".join(f"{f}{'' if os.path.isdir(f) else ' (missing)'}" for f in folders[:3])
+    more = f" and {len(folders) - 3} more folders" if len(folders) > 3 else ""
+    return (
+        f"none of the {_plural(len(images), 'image')} of split '{split}' has a label file: put one .txt file per image "
+        f"in {where}{more}, with one 'class x_center y_center width height' line per object, normalized to 0-1 "
+        f"(Ultralytics reads the labels of {images[0]} from {label_files[0]}: the image path with its last "
+        f"'{os.sep}images{os.sep}' replaced by '{os.sep}labels{os.sep}' and the extension by .txt)"
+    )
+
+
+def unusable_images(images: Iterable[str]) -> dict[str, str]:
+    """Map each image Ultralytics' check_image rejects to the reason, with PIL's own error for unreadable files."""
+    reasons: dict[str, str] = {}
+    for image in dict.fromkeys(images):
+        try:
+            with _pil_open(image) as im:
+                im.verify()
+        except Exception as e:
+            reasons[image] = f"not a readable image ({e or type(e).__name__})"
+            continue
+        try:
+            check_image(image)  # PIL could read it: Ultralytics' own size and format checks
+        except Exception as e:
+            reasons[image] = str(e) or type(e).__name__
+    return reasons
+
+
+def image_files(source: ImageSource) -> list[str]:
+    """Sorted image paths of a folder, .txt image list, or list of those (as BaseDataset.get_img_files)."""
+    paths = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
+    return sorted(_iter_image_files(paths))
 
 
 def _plural(n: int, word: str) -> str:
@@ -191,13 +237,22 @@ def _class_count(cfg: _DataYaml) -> int:
     return int(number)
 
 
-def _split_values(cfg: _DataYaml) -> dict[str, str | list[str]]:
-    """Return the raw train/val entries keyed by their YAML key ('validation' is Ultralytics' alias of 'val')."""
-    splits: dict[str, str | list[str]] = {}
-    for key in ("train", "val"):
-        if key == "val" and "val" not in cfg.data and "validation" in cfg.data:
-            key = "validation"
-        if key not in cfg.data:
+def _split_entries(cfg: _DataYaml, splits: Collection[str] | None) -> dict[str, tuple[str, str | list[str]]]:
+    """Check the split keys; return {split: (YAML key, raw entry)} of the splits to check ('validation' = 'val')."""
+    if splits is None:
+        splits = [s for s in SPLITS if s != "test" or cfg.data.get("test")]
+    entries: dict[str, tuple[str, str | list[str]]] = {}
+    for split in SPLITS:
+        key = "validation" if split == "val" and "val" not in cfg.data and "validation" in cfg.data else split
+        if split == "test":
+            if split not in splits:
+                continue
+            if not cfg.data.get(key):
+                raise DatasetError(
+                    f"{cfg.path}: no 'test:' split to test on; add 'test:' (an image folder, a .txt image list, "
+                    "or a list of folders) or use validate instead"
+                )
+        elif key not in cfg.data:
             raise DatasetError(
                 f"{cfg.path}: missing '{key}:' key; 'train' and 'val' are required "
                 "(an image folder, a .txt image list, or a list of folders)"
@@ -209,8 +264,9 @@ def _split_values(cfg: _DataYaml) -> dict[str, str | list[str]]:
             raise DatasetError(
                 f"{cfg.at(key)}: '{key}' must be a non-empty path string or list of path strings, got {value!r}"
             )
-        splits[key] = value
-    return splits
+        if split in splits:
+            entries[split] = (key, value)
+    return entries
 
 
 def _dataset_root(cfg: _DataYaml) -> tuple[Path, str]:
@@ -241,7 +297,7 @@ def _resolve_split(value: str | list[str], root: Path) -> list[Path]:
 
 
 def _check_split(cfg: _DataYaml, key: str, paths: list[Path], root: Path, origin: str) -> None:
-    """Raise unless every split path exists and the split holds at least one image."""
+    """Raise unless every split path and listed image exists and the split holds at least one image."""
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         msg = f"{cfg.at(key)}: '{key}' path not found: {', '.join(missing)} (relative to {root}, {origin})"
@@ -250,32 +306,57 @@ def _check_split(cfg: _DataYaml, key: str, paths: list[Path], root: Path, origin
         if cfg.data.get("download"):
             msg += "; the yaml has a 'download:' entry but automatic downloads are disabled, fetch the data manually"
         raise DatasetError(msg)
+    for path in paths:
+        if path.is_file():
+            _check_list_entries(path, key)
     if next(_iter_image_files(paths), None) is None:
         listed = ", ".join(str(p) for p in paths)
         raise DatasetError(f"{cfg.at(key)}: '{key}' has no images ({', '.join(sorted(IMG_FORMATS))}) in {listed}")
 
 
-def _image_files(source: ImageSource) -> list[str]:
-    """Sorted image paths of a folder, .txt image list, or list of those (as BaseDataset.get_img_files)."""
-    paths = [Path(source)] if isinstance(source, (str, Path)) else [Path(s) for s in source]
-    return sorted(_iter_image_files(paths))
+def _check_list_entries(list_file: Path, key: str) -> None:
+    """Raise at the first image of a .txt list that is not a file (Ultralytics would name a label cache after it)."""
+    for line, image in _list_entries(list_file):
+        if not os.path.isfile(image):
+            hint = (
+                ""
+                if os.path.isabs(image)
+                else f"; Ultralytics reads an entry without a leading './' relative to the current directory "
+                f"{os.getcwd()}, start it with './' to make it relative to the list file"
+            )
+            raise DatasetError(
+                f"{list_file}:{line}: no such image file: {image} (listed by '{key}'); fix or remove the line{hint}"
+            )
+
+
+def _list_entries(list_file: Path) -> list[tuple[int, str]]:
+    """(line number, path) of each image of a .txt list, resolved as BaseDataset.get_img_files ('./' = its folder)."""
+    try:
+        text = list_file.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise DatasetError(f"{list_file} is not a text list of image paths (not UTF-8): {e.reason}") from e
+    first = text[: len(text) - len(text.lstrip())].count("\n") + 1  # Ultralytics strips the text before splitting
+    parent = str(list_file.parent) + os.sep
+    lines = enumerate(text.strip().splitlines(), first)
+    entries = ((n, x.replace("./", parent, 1) if x.startswith("./") else x) for n, x in lines)
+    return [(n, x.replace("/", os.sep)) for n, x in entries if _is_image_name(x)]
 
 
 def _iter_image_files(paths: list[Path]) -> Iterator[str]:
     """Yield image paths found recursively in folders or listed in .txt files ('./' is relative to the list)."""
     for path in paths:
         if path.is_dir():
-            candidates: Iterator[str] = glob.iglob(str(Path(glob.escape(str(path))) / "**" / "*.*"), recursive=True)
+            files = glob.iglob(str(Path(glob.escape(str(path))) / "**" / "*.*"), recursive=True)
+            yield from (x.replace("/", os.sep) for x in files if _is_image_name(x))
         elif path.is_file():
-            parent = str(path.parent) + os.sep
-            try:
-                lines = path.read_text(encoding="utf-8-sig").strip().splitlines()
-            except UnicodeDecodeError as e:
-                raise DatasetError(f"{path} is not a text list of image paths (not UTF-8): {e.reason}") from e
-            candidates = (x.replace("./", parent, 1) if x.startswith("./") else x for x in lines)
+            yield from (image for _, image in _list_entries(path))
         else:
             raise DatasetError(f"image source not found: {path}")
-        yield from (x.replace("/", os.sep) for x in candidates if x.rpartition(".")[-1].lower() in IMG_FORMATS)
+
+
+def _is_image_name(path: str) -> bool:
+    """Whether Ultralytics takes a path for an image (its extension is in IMG_FORMATS)."""
+    return path.rpartition(".")[-1].lower() in IMG_FORMATS
 
 
 def _label_file_problems(file: Path, nc: int) -> list[LabelProblem]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from copy import deepcopy
@@ -14,7 +15,8 @@ from torch import nn
 from ultralytics import __version__ as ULTRALYTICS_VERSION
 from ultralytics.utils import DEFAULT_CFG_DICT, DEFAULT_CFG_KEYS
 
-from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.errors import ConfigurationError, NonFiniteWeightsError, TrainingError
+from yolo_lightning.finite import all_finite
 
 _PORTABLE_PACKAGES = ("ultralytics.", "torch.")
 
@@ -32,6 +34,9 @@ def portable_model(model: nn.Module) -> nn.Module:
     if hasattr(copy, "args"):
         copy.args = dict(copy.args)  # Ultralytics' IterableSimpleNamespace -> dict, as strip_optimizer does
     copy = copy.half().to(memory_format=torch.contiguous_format).eval()  # NCHW, as Ultralytics saves channels_last runs
+    for tensor in copy.state_dict().values():  # as Ultralytics' save_model: fp32 values beyond 65504 become the fp16
+        if tensor.is_floating_point():  # maximum instead of inf (non-finite weights never get here: see all_finite)
+            torch.nan_to_num_(tensor)
     for param in copy.parameters():
         param.requires_grad = False
     return copy
@@ -60,7 +65,12 @@ def ultralytics_checkpoint(
     train_results: dict[str, list[float]] | None = None,
     best_fitness: float | None = None,
 ) -> dict[str, Any]:
-    """The dict Ultralytics' ``load_checkpoint`` reads, shaped like a stripped DetectionTrainer checkpoint."""
+    """The dict Ultralytics' ``load_checkpoint`` reads, shaped like a stripped DetectionTrainer checkpoint.
+
+    Weights with NaN or infinite values are never written: that is a NonFiniteWeightsError.
+    """
+    if not all_finite(model.state_dict().values()):
+        raise NonFiniteWeightsError(f"the weights of epoch {epoch} hold NaN or infinite values: not written.")
     return {
         "date": datetime.now().astimezone().isoformat(),
         "version": ULTRALYTICS_VERSION,
@@ -80,6 +90,14 @@ def ultralytics_checkpoint(
 
 def save_atomically(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename: a crash never leaves a truncated file."""
+    return commit(stage(obj, path), path)
+
+
+def stage(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` into a temporary file next to ``path`` (flushed to disk, ordinary file mode); return its path.
+
+    On any failure (a full disk...) the temporary file is removed and ``path`` is untouched; the error names ``path``.
+    """
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,11 +107,32 @@ def save_atomically(obj: Any, path: str | Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as file:
             torch.save(obj, file)
-        os.replace(tmp, path)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(tmp, _ORDINARY_FILE_MODE)  # mkstemp makes 0600; a .pt is as readable as any file the user writes
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise TrainingError(f"cannot write {path}: {error.strerror or error} (the previous file is kept)") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return path
+    return Path(tmp)
+
+
+def commit(staged: Path, path: str | Path) -> Path:
+    """Move a ``stage``d file into place (an atomic rename within one folder)."""
+    os.replace(staged, path)
+    return Path(path)
+
+
+def _umask() -> int:
+    """The process umask (reading it means setting it: restored at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_ORDINARY_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file: 0644 under the usual umask 022
 
 
 def _portable_class(cls: type) -> type:
@@ -131,18 +170,38 @@ def _checkpoint_file(source: Path) -> Path:
 
 
 def load_yolo_checkpoint(path: Path) -> tuple[Any, int, dict[str, float]]:
-    """Rebuild the YOLOModule of a yolo-lightning ``.ckpt``: (module with the EMA weights, epoch, last metrics)."""
+    """Rebuild the YOLOModule of a yolo-lightning ``.ckpt``: (module with the EMA weights, epoch, last metrics).
+
+    The file is read with ``weights_only=True`` (plain tensors and containers: a crafted file cannot run code), and the
+    network is rebuilt from the architecture the checkpoint carries, so the ``.pt``/YAML it started from may be gone.
+    """
     from yolo_lightning.module import YOLOModule
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any unpickling failure means: not a checkpoint we can read
-        raise ConfigurationError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error}).") from None
+        raise ConfigurationError(f"{path}: not a readable yolo-lightning checkpoint ({type(error).__name__}: {error}).") from None
     extra = checkpoint.get("yolo_lightning") if isinstance(checkpoint, dict) else None
     if not extra or "hyper_parameters" not in checkpoint:
         raise ConfigurationError(f"{path}: not a yolo-lightning checkpoint (written by YOLOModule during Trainer.fit).")
     hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
+    check_known_hyperparameters(hparams, extra.get("version"), path)
     module = YOLOModule(**hparams)
     module.load_state_dict(checkpoint["state_dict"])
     module.model.args = extra["train_args"]
     return module, checkpoint.get("epoch", -1), extra.get("train_metrics", {})
+
+
+def check_known_hyperparameters(hparams: dict[str, Any], written_by: str | None, path: str | Path) -> None:
+    """A checkpoint's hyper-parameters that this YOLOModule does not take: blame the version gap, not the user."""
+    from yolo_lightning.module import YOLOModule
+    from yolo_lightning.version import yolo_lightning_version
+
+    known = set(inspect.signature(YOLOModule.__init__).parameters) - {"self", "unknown"}
+    unknown = sorted(set(hparams) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"{path} was written by yolo-lightning {written_by or 'of another version'} and uses "
+            f"{', '.join(repr(u) for u in unknown)}, which the installed yolo-lightning {yolo_lightning_version()} does "
+            f"not know: install {'yolo-lightning>=' + written_by if written_by else 'a newer yolo-lightning'} to use it."
+        )

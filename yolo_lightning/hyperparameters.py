@@ -65,6 +65,13 @@ def check_no_unknown_arguments(owner: str, unknown: dict[str, Any]) -> None:
     raise UnknownArgumentError(f"{owner} got an unknown argument '{name}'.{hint} Valid arguments: {', '.join(sorted(own))}.")
 
 
-def ultralytics_namespace(**overrides: Any) -> IterableSimpleNamespace:
-    """Ultralytics' full train-argument namespace (``DEFAULT_CFG`` plus overrides), as its losses expect."""
-    return get_cfg(DEFAULT_CFG_DICT, overrides)
+def ultralytics_namespace(owner: str = "yolo-lightning", **overrides: Any) -> IterableSimpleNamespace:
+    """Ultralytics' full train-argument namespace (``DEFAULT_CFG`` plus overrides), as its losses expect.
+
+    Ultralytics' own type and range checks apply (``lr0`` in [0, 1], ``mosaic`` in [0, 1]...): a value it rejects is a
+    ConfigurationError naming ``owner``.
+    """
+    try:
+        return get_cfg(DEFAULT_CFG_DICT, overrides)
+    except (TypeError, ValueError) as error:
+        raise ConfigurationError(f"{owner}: {str(error).strip()}") from None

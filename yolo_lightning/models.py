@@ -20,14 +20,17 @@ _MODEL_CFG_DIR = Path(ultralytics.__file__).parent / "cfg" / "models"
 _SCALES = "nslmx"
 
 
-def build_detection_model(model: str, nc: int, names: dict[int, str]) -> DetectionModel:
+def build_detection_model(model: str | dict, nc: int, names: dict[int, str]) -> DetectionModel:
     """Build a ``DetectionModel`` (or ``RTDETRDetectionModel``) with ``nc`` classes, as DetectionTrainer.get_model does.
 
     A ``.pt`` source is loaded with Ultralytics' ``load_checkpoint`` and its weights transferred with ``model.load``
-    (shape-matching tensors only, so a different ``nc`` keeps the backbone and neck).
+    (shape-matching tensors only, so a different ``nc`` keeps the backbone and neck). A dict is a parsed model YAML
+    (the architecture a checkpoint carries): the network is built from it with fresh weights.
     """
     weights = None
-    if str(model).endswith(".pt"):
+    if isinstance(model, dict):
+        cfg = dict(model)
+    elif str(model).endswith(".pt"):
         weights = _load_weights(model)
         cfg = weights.yaml
     elif str(model).endswith((".yaml", ".yml")):
@@ -43,8 +46,10 @@ def build_detection_model(model: str, nc: int, names: dict[int, str]) -> Detecti
     return detector
 
 
-def is_rtdetr_source(model: str) -> bool:
-    """True when a model YAML or ``.pt`` checkpoint describes an RT-DETR detector."""
+def is_rtdetr_source(model: str | dict) -> bool:
+    """True when a model YAML, a parsed YAML dict or a ``.pt`` checkpoint describes an RT-DETR detector."""
+    if isinstance(model, dict):
+        return is_rtdetr_config(model)
     cfg = _load_weights(model).yaml if str(model).endswith(".pt") else _load_model_yaml(model)
     return is_rtdetr_config(cfg)
 

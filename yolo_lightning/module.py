@@ -22,15 +22,17 @@ from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.metrics import ConfusionMatrix
 
 from yolo_lightning.allocator import keep_freed_memory_for_reuse
+from yolo_lightning.version import yolo_lightning_version
 from yolo_lightning.backbone_lr import (
     apply_rtdetr_auto_optimizer,
     check_backbone_lr_ratio,
     split_backbone_groups,
 )
-from yolo_lightning.callbacks import CloseMosaic, UltralyticsEMA
+from yolo_lightning.callbacks import CloseMosaic, NonFiniteRecovery, UltralyticsEMA
 from yolo_lightning.class_weights import class_instance_counts, resolve_class_weights, weighted_criterion
 from yolo_lightning.datamodule import PADDING_KEY
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hardware import check_precision, evaluation_autocast, use_channels_last
 from yolo_lightning.hyperparameters import (
@@ -62,6 +64,8 @@ class YOLOModule(L.LightningModule):
         channels_last: Ultralytics' ``channels_last``: ``None`` (default) trains in channels-last memory format on CUDA,
             as Ultralytics does; ``False`` turns it off; ``True`` asks for it (CUDA only, with a warning elsewhere).
         names: class names; taken from the datamodule when omitted.
+        model_yaml: the network's architecture (a parsed model YAML). Checkpoints store it, so a ``.ckpt`` rebuilds its
+            network without the ``.pt`` or YAML file ``model`` named; when given, the network is built from it.
         plots: like Ultralytics, after the last epoch's validation (and after ``Trainer.validate``/``test``) save the
             F1/P/R/PR curves and confusion matrices in the run folder and send them to loggers that take images.
         map_cross_check: also compute COCO mAP with ``torchmetrics.detection.MeanAveragePrecision`` (faster-coco-eval,
@@ -99,6 +103,7 @@ class YOLOModule(L.LightningModule):
         agnostic_nms: bool = D.agnostic_nms,
         channels_last: bool | None = None,
         names: dict[int, str] | None = None,
+        model_yaml: dict[str, Any] | None = None,
         plots: bool = D.plots,
         map_cross_check: bool = False,
         backbone_lr_ratio: float | None = None,
@@ -122,6 +127,7 @@ class YOLOModule(L.LightningModule):
                 f"class_weights_power={class_weights_power} only applies to class_weights='inverse_frequency' "
                 f"(got class_weights={class_weights!r}); drop it or switch to 'inverse_frequency'."
             )
+        ultralytics_namespace("YOLOModule", **{k: v for k, v in locals().items() if k in MODULE_ARGS})  # range checks
         self.save_hyperparameters()
         self.model: DetectionModel | None = None
         self.val_metrics: DetectionMetrics | None = None
@@ -134,6 +140,7 @@ class YOLOModule(L.LightningModule):
         self._last_opt_step = -1
         self._zero_grad_due = True
         self._train_losses, self._val_losses = EpochLossMeans("train"), EpochLossMeans("val")
+        self._validated_weights_finite = torch.tensor(True)
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
         self.class_weight_values: torch.Tensor | None = None  # resolved class_weights (in setup or from a checkpoint)
@@ -148,18 +155,49 @@ class YOLOModule(L.LightningModule):
         """True for an RT-DETR detector (the datamodule then serves RTDETRDataset, as RTDETRTrainer does)."""
         if self.model is not None:
             return isinstance(self.model, RTDETRDetectionModel)
-        return is_rtdetr_source(self.hparams.model)
+        return is_rtdetr_source(self.hparams.model_yaml or self.hparams.model)
 
     def setup(self, stage: str) -> None:
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
         keep_freed_memory_for_reuse()  # in every process (DDP ranks included): see yolo_lightning/allocator.py
         self._check_hardware_settings()
+        if stage == "fit":
+            self._check_fit_settings()
         if self.model is None:
             self._build(self._datamodule_names())
+        else:
+            self._check_classes_match_the_data()
         self.model.args = self.ultralytics_args()
         self.model.end2end = self.hparams.nms is False
         self._validator = self._make_validator()
         self.class_weight_values = self._resolve_class_weights()
+
+    def _check_fit_settings(self) -> None:
+        """Reject Trainer settings the recipe cannot follow, before anything is built for them."""
+        trainer = self.trainer
+        if trainer.accumulate_grad_batches != 1:
+            raise ConfigurationError(
+                f"Trainer(accumulate_grad_batches={trainer.accumulate_grad_batches}) is not supported: "
+                f"YOLOModule accumulates to the nominal batch itself; set YOLOModule(nbs=...) instead."
+            )
+        if not trainer.max_epochs or trainer.max_epochs < 1:
+            raise ConfigurationError(
+                f"Trainer(max_epochs={trainer.max_epochs}): YOLOModule's LR schedule needs a number of epochs >= 1 "
+                f"(Ultralytics' epochs; the default is 100)."
+            )
+
+    def _check_classes_match_the_data(self) -> None:
+        """A network built for other classes (from a checkpoint, or ``names=``) must not silently train on this data."""
+        datamodule_names = getattr(getattr(self._trainer, "datamodule", None), "names", None)
+        if datamodule_names is None:
+            return
+        data = {int(k): str(v) for k, v in datamodule_names.items()}
+        if data != self.model.names:
+            raise ConfigurationError(
+                f"the model's classes ({len(self.model.names)}: {list(self.model.names.values())}) differ from the "
+                f"dataset's ({len(data)}: {list(data.values())}). A checkpoint resumes or evaluates on the classes it "
+                f"was trained on; to train on new classes start from its weights: YOLOModule(model='best.pt')."
+            )
 
     def _check_hardware_settings(self) -> None:
         """Refuse half-precision weights; follow Ultralytics' deterministic mode and its AMP default on CUDA."""
@@ -188,7 +226,7 @@ class YOLOModule(L.LightningModule):
         """Build the detector and its metric for ``names``; apply ``freeze``."""
         names = {int(k): str(v) for k, v in names.items()}
         self.hparams.names = names  # saved with checkpoints: load_from_checkpoint rebuilds the same network
-        self.model = build_detection_model(self.hparams.model, nc=len(names), names=names)
+        self.model = build_detection_model(self.hparams.model_yaml or self.hparams.model, nc=len(names), names=names)
         self.val_metrics = DetectionMetrics(names)
         self.val_confusion = DetectionConfusionMatrix(names)
         if self.hparams.map_cross_check:
@@ -228,8 +266,13 @@ class YOLOModule(L.LightningModule):
             data_args["data"] = str(datamodule.data_config["yaml_file"])  # lets YOLO("best.pt").val() find the data
         module_args = {k: self.hparams[k] for k in MODULE_ARGS}
         return ultralytics_namespace(
-            **module_args, **data_args, epochs=epochs, model=str(self.hparams.model), task="detect"
+            "YOLOModule", **module_args, **data_args, epochs=epochs, model=self._model_name(), task="detect"
         )
+
+    def _model_name(self) -> str:
+        """What ``model`` named (a YAML or ``.pt`` path), or the architecture's own YAML file name."""
+        model = self.hparams.model
+        return str(model.get("yaml_file", "model.yaml")) if isinstance(model, dict) else str(model)
 
     def ultralytics_train_args(self) -> dict[str, Any]:
         """Ultralytics' ``train_args`` for this run (the ``model.args`` namespace as a dict)."""
@@ -286,8 +329,13 @@ class YOLOModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- optimisation
     def configure_callbacks(self) -> list[L.Callback]:
-        """DetectionTrainer's EMA and close_mosaic, so a plain ``Trainer().fit`` runs the full recipe."""
-        return [UltralyticsEMA(), CloseMosaic()]
+        """DetectionTrainer's EMA, close_mosaic and NaN recovery, so a plain ``Trainer().fit`` runs the full recipe.
+
+        A callback of the same kind given to the Trainer (``UltralyticsEMA(decay=...)``, say) is kept instead.
+        """
+        given = self._trainer.callbacks if self._trainer is not None else []
+        defaults = [UltralyticsEMA(), CloseMosaic(), NonFiniteRecovery()]
+        return [c for c in defaults if not any(isinstance(g, type(c)) for g in given)]
 
     def configure_optimizers(self) -> dict[str, Any]:
         """Ultralytics' parameter groups (and ``optimizer="auto"`` rule) with its per-epoch LambdaLR.
@@ -306,16 +354,6 @@ class YOLOModule(L.LightningModule):
             split_backbone_groups(optimizer, self.model, ratio)
         schedule = lr_lambda(self.model.args.cos_lr, self.model.args.lrf, epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": LambdaLR(optimizer, schedule), "interval": "epoch"}}
-
-    def on_fit_start(self) -> None:
-        """Reject Lightning settings that would bypass the nominal-batch recipe."""
-        if self.trainer.accumulate_grad_batches != 1:
-            raise ConfigurationError(
-                f"Trainer(accumulate_grad_batches={self.trainer.accumulate_grad_batches}) is not supported: "
-                f"YOLOModule accumulates to the nominal batch itself; set YOLOModule(nbs=...) instead."
-            )
-        if not self.trainer.max_epochs or self.trainer.max_epochs < 1:
-            raise ConfigurationError("YOLOModule's LR schedule needs Trainer(max_epochs=N) with N >= 1.")
 
     def on_train_start(self) -> None:
         """Fix warmup and nominal accumulation; build the (class-weighted) loss, fast-forwarding YOLO26's on resume."""
@@ -449,11 +487,14 @@ class YOLOModule(L.LightningModule):
         self._plotting = bool(self.hparams.plots) and last_epoch and not trainer.sanity_checking
         self.val_confusion.reset()  # reset here, not at epoch end, so the last matrix stays inspectable
         self._val_losses.reset()
+        self._validated_weights_finite = finite_flag(self.model.state_dict().values())  # the EMA in fit; no sync
 
     def on_validation_epoch_end(self) -> None:
         """Log Ultralytics' metric keys, mean and per-class F1/P/R/AP over every rank's images; print the table."""
         results = {**self._val_losses.compute(self.device), **self.val_metrics.compute()}  # both over every rank
         self.val_metrics.reset()
+        if not bool(self._validated_weights_finite):  # NaN weights find nothing: their metrics are NaN, not 0
+            results.update({k: torch.full_like(v, float("nan")) for k, v in results.items() if not k.startswith("val/")})
         if self.val_coco_map is not None:
             coco = self.val_coco_map.compute()
             self.val_coco_map.reset()
@@ -519,8 +560,11 @@ class YOLOModule(L.LightningModule):
         return self._train_loader().batch_size * self.trainer.world_size
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the accumulation cadence (for resume) and Ultralytics' train_args/metrics (for export)."""
+        """Keep the accumulation cadence (for resume), Ultralytics' train_args/metrics (for export) and the network's
+        architecture (``model_yaml``: the checkpoint rebuilds it without the file ``model`` named)."""
+        checkpoint["hyper_parameters"]["model_yaml"] = dict(self.model.yaml)
         checkpoint["yolo_lightning"] = {
+            "version": yolo_lightning_version(),
             "last_opt_step": self._last_opt_step,
             "train_args": self.ultralytics_train_args(),
             "train_metrics": self.last_metrics(),
@@ -528,8 +572,24 @@ class YOLOModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the accumulation cadence of a resumed run and its resolved class weights."""
+        """Check the checkpoint holds this network and these classes; restore the accumulation cadence of a resumed
+        run and its resolved class weights."""
+        saved = checkpoint.get("hyper_parameters", {})
+        for key in ("model", "names"):
+            if key in saved and self.hparams.get(key) is not None and _comparable(saved[key]) != _comparable(self.hparams[key]):
+                raise ConfigurationError(
+                    f"the checkpoint was trained with {key}={_comparable(saved[key])!r}, this YOLOModule has "
+                    f"{key}={_comparable(self.hparams[key])!r}: resume or evaluate it with the checkpoint's {key} "
+                    f"(YOLOModule.load_from_checkpoint(path) builds it), or start a new run from its weights."
+                )
         extra = checkpoint.get("yolo_lightning", {})
         self._last_opt_step = extra.get("last_opt_step", -1)
         if extra.get("class_weights") is not None:
             self.class_weight_values = torch.tensor(extra["class_weights"], dtype=torch.float32)
+
+
+def _comparable(value: Any) -> Any:
+    """A ``model``/``names`` hyper-parameter in a form that compares equal across checkpoints (names keyed by int)."""
+    if isinstance(value, dict) and all(str(k).lstrip("-").isdigit() for k in value):
+        return {int(k): str(v) for k, v in value.items()}
+    return value

@@ -5,6 +5,10 @@ from yolo_lightning.callbacks.close_mosaic import CloseMosaic
 from yolo_lightning.callbacks.ema import UltralyticsEMA
 from yolo_lightning.callbacks.freeze_backbone import FreezeBackbone
 from yolo_lightning.callbacks.gradient_clipping import GradientClipping
+from yolo_lightning.callbacks.nonfinite_recovery import NonFiniteRecovery
 from yolo_lightning.callbacks.sync_batchnorm import SyncBatchNorm
 
-__all__ = ["CloseMosaic", "FreezeBackbone", "GradientClipping", "SyncBatchNorm", "UltralyticsCheckpoint", "UltralyticsEMA"]
+__all__ = [
+    "CloseMosaic", "FreezeBackbone", "GradientClipping", "NonFiniteRecovery", "SyncBatchNorm", "UltralyticsCheckpoint",
+    "UltralyticsEMA",
+]  # fmt: skip

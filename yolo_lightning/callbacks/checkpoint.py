@@ -2,14 +2,74 @@
 
 from __future__ import annotations
 
+import math
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from yolo_lightning.callbacks.ema import UltralyticsEMA
-from yolo_lightning.export import save_atomically, ultralytics_checkpoint
+from yolo_lightning.errors import ConfigurationError, TrainingError
+from yolo_lightning.export import commit, save_atomically, stage, ultralytics_checkpoint
+from yolo_lightning.finite import finite_flag
+from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of
+
+PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM  # 143: the shell's status for a process stopped by SIGTERM
+DEFAULT_RUN_FOLDER = Path("runs", "detect", "train")  # where a Trainer without default_root_dir puts its run
+
+
+class StagedCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint IO, writing each ``.ckpt`` to a temporary file in its own folder and renaming it.
+
+    Lightning's own IO writes to a temporary file in the system's temp folder and copies it across filesystems, so a
+    full disk leaves a truncated checkpoint. Inside ``deferred()`` the rename waits for ``commit`` (so a ``.ckpt`` and
+    its ``.pt`` twin replace the previous pair together) and a failed write is recorded in ``failure`` instead of raised
+    (so every DDP rank can stop together instead of waiting for rank 0 at Lightning's barrier).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._deferred = False
+        self.staged: dict[str, Path] = {}
+        self.failure: str | None = None
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """Write ``checkpoint`` atomically (or stage it, inside ``deferred()``)."""
+        if not self._deferred:
+            save_atomically(checkpoint, path)
+            return
+        try:
+            self.staged[str(path)] = stage(checkpoint, path)
+        except TrainingError as error:
+            self.failure = str(error)
+
+    @contextmanager
+    def deferred(self) -> Iterator[StagedCheckpointIO]:
+        """Stage instead of writing, until ``commit`` or ``discard``."""
+        self._deferred, self.failure = True, None
+        try:
+            yield self
+        finally:
+            self._deferred = False
+
+    def commit(self, path: str) -> None:
+        """Move the staged checkpoint for ``path`` into place."""
+        commit(self.staged.pop(path), path)
+
+    def discard(self) -> None:
+        """Remove every staged, uncommitted checkpoint."""
+        for staged in self.staged.values():
+            staged.unlink(missing_ok=True)
+        self.staged.clear()
 
 
 class UltralyticsCheckpoint(ModelCheckpoint):
@@ -18,31 +78,65 @@ class UltralyticsCheckpoint(ModelCheckpoint):
     The ``.pt`` files are in Ultralytics' checkpoint format (EMA weights, fp16, ``train_args``, ``train_metrics``
     with the monitored value, ``train_results``, ``epoch``, ``date``, ``version``): ``YOLO("best.pt")`` loads them in
     a fresh process with no yolo-lightning installed. The ``.ckpt`` files resume a run: ``fit(ckpt_path="last")``.
-    Everything is written by rank 0 only, atomically.
+
+    Nothing is ever half-written or silently overwritten:
+
+    - each ``.ckpt``/``.pt`` pair is written to temporary files in its folder and renamed into place together, so a
+      full disk stops the run with one error and leaves the previous pair intact (``best.pt`` and ``best.ckpt`` always
+      hold the same epoch); files get the ordinary mode (0644 under the usual umask);
+    - an epoch whose weights or validation metrics (``fitness``, the monitored value) are NaN/infinite is not saved;
+    - a new run never writes into another run's folder: without ``dirpath``, the run folder is the Trainer's
+      ``default_root_dir`` (``runs/detect/train`` when it was left to the current folder), and when another run
+      already uses it this run goes to ``train2``, ``train3``... as Ultralytics does (``exist_ok=True`` reuses it);
+      resuming (``ckpt_path``) continues in the checkpoint's own run folder; an explicit ``dirpath`` that holds another
+      run's checkpoints is an error unless ``exist_ok`` or resuming;
+    - SIGTERM (preemption) saves ``last.ckpt``/``last.pt`` at the interrupted step and makes the process exit with
+      status 143 (128 + SIGTERM) instead of 0, so a scheduler sees an unfinished run; ``fit(ckpt_path=...last.ckpt)``
+      continues it.
+
+    Everything is written by rank 0 only.
 
     Args:
         monitor: Any logged metric: ``fitness`` (mAP50-95, Ultralytics' default), ``metrics/mAP50(B)``, a val loss...
         mode: ``"max"`` or ``"min"`` (use ``"min"`` for a loss).
         save_period: Also keep ``epoch{N}.pt`` every ``save_period`` epochs (Ultralytics' ``save_period``); -1: never.
-        dirpath: Folder of the files; default ``<Trainer default_root_dir>/weights``.
+        dirpath: Folder of the files; default ``<run folder>/weights``.
+        exist_ok: Reuse the run folder (or ``dirpath``) even if another run wrote into it (Ultralytics' ``exist_ok``).
     """
 
     FILE_EXTENSION = ".ckpt"
 
     def __init__(
-        self, monitor: str = "fitness", mode: str = "max", save_period: int = -1, dirpath: str | Path | None = None
+        self,
+        monitor: str = "fitness",
+        mode: str = "max",
+        save_period: int = -1,
+        dirpath: str | Path | None = None,
+        exist_ok: bool = False,
     ) -> None:
         super().__init__(
             dirpath=dirpath, filename="best", monitor=monitor, mode=mode, save_top_k=1, save_last=True,
             auto_insert_metric_name=False, enable_version_counter=False, save_on_train_epoch_end=False,
         )  # fmt: skip
         self.save_period = save_period
+        self.exist_ok = exist_ok
         self.history: dict[str, list[float]] = {}
+        self._default_layout = dirpath is None  # the run folder is the Trainer's (and may move to a free one)
+        self._io: StagedCheckpointIO | None = None
 
+    # ------------------------------------------------------------------------------------------ where files go
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Default the folder to ``<default_root_dir>/weights``, like Ultralytics' run layout."""
+        """Default the folder to ``<run folder>/weights`` and write ``.ckpt`` files atomically.
+
+        ModelCheckpoint's own ``setup`` is not called: it only resolves ``dirpath`` (done here) and warns about a
+        non-empty folder, which cannot happen here once ``on_fit_start`` has picked this run's folder.
+        """
         self._default_dirpath(trainer)
-        super().setup(trainer, pl_module, stage)
+        self._fs = get_filesystem(self.dirpath)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # the default: replace it (a custom one stays)
+            trainer.strategy.checkpoint_io = StagedCheckpointIO()
+        io = trainer.strategy.checkpoint_io
+        self._io = io if isinstance(io, StagedCheckpointIO) else None
 
     def _find_last_checkpoints(self, trainer: L.Trainer) -> set[str]:
         """Let ``fit(ckpt_path="last")`` find ``weights/last.ckpt`` before ``setup`` has run."""
@@ -51,14 +145,48 @@ class UltralyticsCheckpoint(ModelCheckpoint):
 
     def _default_dirpath(self, trainer: L.Trainer) -> None:
         if self.dirpath is None:
-            self.dirpath = str(Path(trainer.default_root_dir) / "weights")
+            self.dirpath = str(_run_root(trainer) / WEIGHTS)
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Pick this run's folder: the resumed checkpoint's, the Trainer's if free (or ``exist_ok``), else the next."""
+        resuming = trainer.ckpt_path is not None
+        if not self._default_layout:
+            self._check_explicit_dirpath(trainer, resuming)
+            return
+        root = _run_root(trainer)
+        if resuming:
+            root = run_folder_of(trainer.ckpt_path) or root
+        elif trainer.is_global_zero:
+            root = claim_run_folder(root, self.exist_ok)
+        root = Path(trainer.strategy.broadcast(str(root)))
+        if root != Path(trainer.default_root_dir):
+            _move_run_folder(trainer, root)
+        self.dirpath = str(root / WEIGHTS)
+
+    def _check_explicit_dirpath(self, trainer: L.Trainer, resuming: bool) -> None:
+        """A given ``dirpath`` holding another run's checkpoints is an error (unless resuming or ``exist_ok``)."""
+        taken = [p.name for p in Path(self.dirpath).glob("*") if p.suffix in {".ckpt", ".pt"}]
+        if taken and not (resuming or self.exist_ok):
+            raise ConfigurationError(
+                f"UltralyticsCheckpoint(dirpath={self.dirpath!r}) already holds another run's checkpoints "
+                f"({', '.join(sorted(taken)[:4])}): choose another dirpath, resume with ckpt_path, or pass "
+                f"exist_ok=True to overwrite them."
+            )
+
+    # ----------------------------------------------------------------------------------------------- saving
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Record this validation in the results history, save as ModelCheckpoint does, and always save ``last``.
 
         Lightning 2.6 writes ``last`` only when the monitored value improved; Ultralytics writes last.pt every epoch.
+        An epoch with NaN/infinite weights or metrics is not saved (the previous files stay).
         """
         if trainer.sanity_checking or self._should_skip_saving_checkpoint(trainer):
+            return
+        if not self._finite(trainer, pl_module, metrics=True):
+            rank_zero_warn(
+                f"Epoch {trainer.current_epoch}: NaN or infinite weights or metrics; not saved "
+                f"(last/best stay as they were)."
+            )
             return
         for key, value in {"epoch": float(trainer.current_epoch), **pl_module.last_metrics()}.items():
             self.history.setdefault(key, []).append(value)
@@ -66,16 +194,51 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if not self._should_skip_saving_checkpoint(trainer):  # nothing saved this step: the value did not improve
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
 
+    def _finite(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: bool) -> bool:
+        """Weights (live and EMA) and, with ``metrics``, ``fitness`` and the monitored value finite, on every rank."""
+        ema = next((c for c in trainer.callbacks if isinstance(c, UltralyticsEMA)), None)
+        averaged = ema.averaged_module() if ema is not None else None
+        modules = [pl_module] + ([averaged] if averaged is not None else [])
+        finite = bool(finite_flag(t for m in modules for t in m.state_dict().values()))
+        if metrics:
+            logged = trainer.callback_metrics
+            finite &= all(math.isfinite(float(logged[k])) for k in {"fitness", self.monitor} if k in logged)
+        return trainer.strategy.reduce_boolean_decision(finite, all=True)
+
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
-        """Save the Lightning checkpoint, then (rank 0) its Ultralytics ``.pt`` twin and the periodic copy."""
-        super()._save_checkpoint(trainer, filepath)
+        """Save the Lightning checkpoint and its Ultralytics ``.pt`` twin (rank 0), replacing the previous pair together.
+
+        Both are staged first; if either write fails (a full disk), neither replaces its previous file and every rank
+        stops with one TrainingError.
+        """
+        twin_path = Path(filepath).with_suffix(".pt")
+        twin, failure = None, None
+        if trainer.is_global_zero:
+            try:
+                twin = stage(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path)
+            except TrainingError as error:
+                failure = str(error)
+        if self._io is None:  # a custom CheckpointIO: it writes the .ckpt as it sees fit
+            super()._save_checkpoint(trainer, filepath)
+        else:
+            with self._io.deferred():
+                super()._save_checkpoint(trainer, filepath)
+            failure = failure or self._io.failure
+        failure = trainer.strategy.broadcast(failure, src=0)
+        if failure:
+            if self._io is not None:
+                self._io.discard()
+            if twin is not None:
+                twin.unlink(missing_ok=True)
+            raise TrainingError(f"{failure}; the previous {Path(filepath).stem} files are intact.")
         if not trainer.is_global_zero:
             return
-        checkpoint = self._ultralytics_checkpoint(trainer, trainer.lightning_module)
-        save_atomically(checkpoint, Path(filepath).with_suffix(".pt"))
+        if self._io is not None:
+            self._io.commit(filepath)
+        commit(twin, twin_path)
         epoch = trainer.current_epoch
         if Path(filepath).stem == self.CHECKPOINT_NAME_LAST and self.save_period > 0 and (epoch + 1) % self.save_period == 0:
-            save_atomically(checkpoint, Path(filepath).with_name(f"epoch{epoch}.pt"))
+            save_atomically(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path.with_name(f"epoch{epoch}.pt"))
 
     def _ultralytics_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """EMA weights (the live module holds the raw ones outside validation) in Ultralytics' format."""
@@ -93,6 +256,19 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             Path(filepath).with_suffix(".pt").unlink(missing_ok=True)
 
+    # ------------------------------------------------------------------------------------------ preemption
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """SIGTERM while fitting: save ``last`` at this step (if its weights are finite) and exit with status 143."""
+        if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or trainer.sanity_checking:
+            return
+        saved = ""
+        if self.dirpath is not None and self._finite(trainer, pl_module, metrics=False):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            saved = f"; saved {Path(self.dirpath) / 'last.ckpt'} (resume with ckpt_path pointing to it)"
+        exception.code = PREEMPTED_EXIT_STATUS
+        rank_zero_warn(f"SIGTERM at epoch {trainer.current_epoch}{saved}. Exiting with status {PREEMPTED_EXIT_STATUS}.")
+
+    # ------------------------------------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """ModelCheckpoint's state plus the results history (so a resumed run keeps it)."""
         return {**super().state_dict(), "history": self.history}
@@ -101,3 +277,19 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         """Restore ModelCheckpoint's state and the results history."""
         self.history = state_dict.get("history", {})
         super().load_state_dict(state_dict)
+
+
+def _run_root(trainer: L.Trainer) -> Path:
+    """The run folder: the Trainer's ``default_root_dir``, or ``runs/detect/train`` when it was left to the cwd."""
+    root = Path(trainer.default_root_dir)
+    return DEFAULT_RUN_FOLDER.absolute() if root.absolute() == Path.cwd() else root
+
+
+def _move_run_folder(trainer: L.Trainer, root: Path) -> None:
+    """Make ``root`` the Trainer's run folder, and the save folder of loggers that were derived from the old one."""
+    old = os.path.abspath(trainer.default_root_dir)
+    trainer._default_root_dir = str(root)  # Lightning has no setter; the run folder is claimed once fitting starts
+    for logger in trainer.loggers:
+        if os.path.abspath(getattr(logger, "_root_dir", "") or "") == old and getattr(logger, "_experiment", None) is None:
+            logger._root_dir = str(root)  # CSVLogger / TensorBoardLogger built by the Trainer, nothing written yet
+    rank_zero_info(f"Run folder: {root}")

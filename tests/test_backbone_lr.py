@@ -54,7 +54,7 @@ def record_lrs(data: str, tmp_path, **module_args: Any) -> tuple[list[list[tuple
 
 def test_groups_split_head_and_backbone_from_the_yaml():
     model = build_detection_model("yolo26n.yaml", nc=4, names=dict(enumerate(SYNTHETIC_NAMES)))
-    args = ultralytics_namespace(optimizer="AdamW", lr0=0.01)
+    args = ultralytics_namespace("test", optimizer="AdamW", lr0=0.01)
     optimizer = split_backbone_groups(build_optimizer(model, args, 4, 16, 128, 10), model, RATIO)
 
     depth = len(model.yaml["backbone"])
@@ -92,10 +92,10 @@ def test_every_group_lr_keeps_the_ratio_through_warmup_and_schedule(tiny_data_ya
 
 
 def test_rtdetr_auto_means_the_guides_adamw_defaults():
-    args = ultralytics_namespace(optimizer="auto", lr0=0.01, warmup_bias_lr=0.1)
+    args = ultralytics_namespace("test", optimizer="auto", lr0=0.01, warmup_bias_lr=0.1)
     apply_rtdetr_auto_optimizer(args)
     assert (args.optimizer, args.lr0, args.momentum, args.warmup_bias_lr) == ("AdamW", 1e-4, 0.9, 0.0)
-    explicit = ultralytics_namespace(optimizer="SGD", lr0=0.01)
+    explicit = ultralytics_namespace("test", optimizer="SGD", lr0=0.01)
     apply_rtdetr_auto_optimizer(explicit)
     assert (explicit.optimizer, explicit.lr0) == ("SGD", 0.01)  # an explicit choice is kept
 

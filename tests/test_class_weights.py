@@ -38,7 +38,7 @@ ONES = torch.ones(3)
 def _model(cfg: str) -> nn.Module:
     torch.manual_seed(0)
     model = build_detection_model(cfg, nc=len(NAMES), names=NAMES)
-    model.args = ultralytics_namespace()
+    model.args = ultralytics_namespace("test")
     return model.train()
 
 

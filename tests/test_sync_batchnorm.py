@@ -35,7 +35,7 @@ def _count(model: nn.Module, kind: type) -> int:
 def module() -> YOLOModule:
     """yolo26n built for 4 classes, with the ``args`` namespace a YOLOModule attaches in setup."""
     module = YOLOModule(names=NAMES)
-    module.model.args = ultralytics_namespace()
+    module.model.args = ultralytics_namespace("test")
     return module
 
 

@@ -175,7 +175,7 @@ class YOLODataModule(L.LightningDataModule):
         self.save_hyperparameters()
         self.hparams.imgsz = imgsz
         self.hyp: IterableSimpleNamespace = ultralytics_namespace(
-            **{k: self.hparams[k] for k in DATAMODULE_ARGS - {"data", "batch", "workers"}}, task="detect"
+            "YOLODataModule", **{k: self.hparams[k] for k in DATAMODULE_ARGS - {"data", "batch", "workers"}}, task="detect"
         )
         self.data_config: dict[str, Any] | None = None
         self.train_dataset: Dataset | None = None

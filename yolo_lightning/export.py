@@ -198,7 +198,7 @@ def check_known_hyperparameters(hparams: dict[str, Any], written_by: str | None,
     from yolo_lightning.version import yolo_lightning_version
 
     known = set(inspect.signature(YOLOModule.__init__).parameters) - {"self", "unknown"}
-    unknown = sorted(set(hparams) - known)
+    unknown = sorted(k for k in set(hparams) - known if not k.startswith("_"))  # "_instantiator": LightningCLI's
     if unknown:
         raise ConfigurationError(
             f"{path} was written by yolo-lightning {written_by or 'of another version'} and uses "

@@ -65,7 +65,7 @@ def check_no_unknown_arguments(owner: str, unknown: dict[str, Any]) -> None:
     raise UnknownArgumentError(f"{owner} got an unknown argument '{name}'.{hint} Valid arguments: {', '.join(sorted(own))}.")
 
 
-def ultralytics_namespace(owner: str = "yolo-lightning", **overrides: Any) -> IterableSimpleNamespace:
+def ultralytics_namespace(owner: str, **overrides: Any) -> IterableSimpleNamespace:
     """Ultralytics' full train-argument namespace (``DEFAULT_CFG`` plus overrides), as its losses expect.
 
     Ultralytics' own type and range checks apply (``lr0`` in [0, 1], ``mosaic`` in [0, 1]...): a value it rejects is a

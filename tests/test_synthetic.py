@@ -1,4 +1,5 @@
-"""The embedded synthetic dataset: layout, determinism, label statistics, caching and crash safety (no training)."""
+"""The embedded synthetic dataset: layout, determinism, label statistics, caching, crash safety and the per-task label
+formats, loaded through Ultralytics itself (no training)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,14 @@ from yolo_lightning import synthetic
 from yolo_lightning.synthetic import (
     _FORMAT_VERSION,
     SYNTHETIC_NAMES,
+    SYNTHETIC_TASKS,
+    synthetic_data,
     synthetic_data_yaml,
 )
 
 SMALL = {"n_train": 16, "n_val": 8, "imgsz": 64, "seed": 0}
+TINY = {"n_train": 8, "n_val": 4, "imgsz": 64, "seed": 0}
+YOLO_TASKS = ("detect", "segment", "pose", "obb")
 
 
 def _files(dataset_dir: Path) -> dict[str, bytes]:
@@ -198,3 +203,251 @@ def test_generation_is_fast(tmp_path: Path) -> None:
     synthetic_data_yaml(tmp_path)
     assert time.perf_counter() - start < 2.0
     assert os.path.getsize(tmp_path / f"synthetic-v{_FORMAT_VERSION}-n128-v32-s64-seed0" / "data.yaml") > 0
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Tasks: the same images, one label writer per task
+
+
+def _rows(dataset_dir: Path, split: str) -> list[list[np.ndarray]]:
+    """Per image of `split`, its label rows as float arrays (any number of columns)."""
+    files = sorted((dataset_dir / "labels" / split).glob("*.txt"))
+    return [[np.array(line.split(), dtype=float) for line in f.read_text().splitlines()] for f in files]
+
+
+def _xyxy(row: np.ndarray) -> np.ndarray:
+    """The normalized xyxy box of a `cls x y w h ...` row."""
+    x, y, w, h = row[1:5]
+    return np.array([x - w / 2, y - h / 2, x + w / 2, y + h / 2])
+
+
+@pytest.fixture(scope="module")
+def task_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Task -> what `synthetic_data` returned for the TINY parameters (all in one root)."""
+    root = tmp_path_factory.mktemp("tasks")
+    return {task: synthetic_data(task, root, **TINY) for task in SYNTHETIC_TASKS}
+
+
+def test_tasks_folders_and_return_values(task_data: dict[str, Path]) -> None:
+    assert SYNTHETIC_TASKS == ("detect", "segment", "pose", "obb", "classify")
+    suffix = f"v{_FORMAT_VERSION}-n8-v4-s64-seed0"
+    root = task_data["detect"].parent.parent
+    for task in YOLO_TASKS:
+        assert task_data[task].name == "data.yaml"
+        expected = f"synthetic-{suffix}" if task == "detect" else f"synthetic-{task}-{suffix}"  # detect: as before
+        assert task_data[task].parent.name == expected
+    assert task_data["classify"] == root / f"synthetic-classify-{suffix}" and task_data["classify"].is_dir()
+    assert (task_data["classify"] / ".complete").is_file()
+    assert not [p for p in root.iterdir() if p.name.startswith(".")], "temporary folder left behind"
+
+
+def test_detect_is_synthetic_data_yaml(tmp_path: Path, task_data: dict[str, Path]) -> None:
+    assert synthetic_data("detect", tmp_path, **SMALL) == synthetic_data_yaml(tmp_path, **SMALL)
+    reference = synthetic_data_yaml(tmp_path / "ref", **TINY)
+    assert _files(task_data["detect"].parent) == _files(reference.parent)  # byte-identical images and labels
+
+
+def test_same_images_for_every_task(task_data: dict[str, Path]) -> None:
+    def images(d: Path) -> dict[str, bytes]:
+        return {k: v for k, v in _files(d).items() if k.endswith(".png")}
+
+    detect = images(task_data["detect"].parent)
+    assert len(detect) == 12
+    for task in ("segment", "pose", "obb"):
+        assert images(task_data[task].parent) == detect
+
+
+def test_unknown_task_raises(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="detect, segment, pose, obb, classify") as error:
+        synthetic_data("semantic", tmp_path, **TINY)
+    assert "'semantic'" in str(error.value)
+    assert not any(tmp_path.iterdir()), "nothing may be written for an unknown task"
+
+
+def test_pose_data_yaml(task_data: dict[str, Path]) -> None:
+    data = yaml.safe_load(task_data["pose"].read_text())
+    assert data["names"] == SYNTHETIC_NAMES and data["kpt_shape"] == [4, 3] and data["flip_idx"] == [0, 3, 2, 1]
+    assert data["kpt_names"] == {c: ["top", "right", "bottom", "left"] for c in SYNTHETIC_NAMES}
+    assert "flipud" not in data
+    for task in ("detect", "segment", "obb"):  # the other data.yaml files are detect's
+        other = yaml.safe_load(task_data[task].read_text())
+        assert other == {"path": str(task_data[task].parent), "train": "images/train", "val": "images/val",
+                         "names": SYNTHETIC_NAMES}  # fmt: skip
+
+
+@pytest.mark.parametrize("task", YOLO_TASKS)
+def test_loadable_by_ultralytics_per_task(task: str, task_data: dict[str, Path]) -> None:
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.build import build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset, load_dataset_cache_file
+    from ultralytics.utils import DEFAULT_CFG
+
+    data = check_det_dataset(str(task_data[task]))
+    assert data["names"] == SYNTHETIC_NAMES
+    detect = task_data["detect"].parent
+    for split in ("train", "val"):
+        dataset = build_yolo_dataset(
+            get_cfg(DEFAULT_CFG, {"task": task, "imgsz": 64}), data[split], batch=4, data=data, mode="val", rect=True
+        )
+        cache = load_dataset_cache_file(Path(data[split].replace("images", "labels")).with_suffix(".cache"))
+        nf, nm, ne, nc, n = cache["results"]
+        assert cache["msgs"] == [] and (nm, nc) == (0, 0) and n == len(dataset) == TINY[f"n_{split}"]
+        counts = sorted(len(r) for r in _rows(detect, split))
+        assert sorted(len(lb["cls"]) for lb in dataset.labels) == counts  # no object dropped
+    item = dataset[0]
+    n = len(item["cls"])
+    assert n > 0
+    if task == "detect":
+        assert item["bboxes"].shape == (n, 4)
+    elif task == "segment":
+        mask_size = tuple(d // 4 for d in item["img"].shape[-2:])  # the image (rect-padded) over mask_ratio
+        assert item["masks"].shape[-2:] == mask_size and item["masks"].max() > 0
+    elif task == "pose":
+        assert item["keypoints"].shape == (n, 4, 3) and item["bboxes"].shape == (n, 4)
+    else:
+        assert item["bboxes"].shape == (n, 5)  # xywhr
+        assert any(dataset[i]["bboxes"][:, 4].abs().max() > 0.01 for i in range(len(dataset)))  # some rotated
+
+
+def test_segment_polygon_box_is_detect_box(task_data: dict[str, Path]) -> None:
+    detect, segment = task_data["detect"].parent, task_data["segment"].parent
+    for split in ("train", "val"):
+        for boxes, polygons in zip(_rows(detect, split), _rows(segment, split), strict=True):
+            assert len(boxes) == len(polygons)
+            for box, polygon in zip(boxes, polygons):
+                points = polygon[1:].reshape(-1, 2)
+                assert polygon[0] == box[0] and len(points) in {3, 4, 10, 64}
+                assert np.all((points >= 0) & (points <= 1))
+                assert np.abs(np.concatenate([points.min(0), points.max(0)]) - _xyxy(box)).max() * 64 <= 1
+
+
+def test_obb_is_a_minimal_rectangle_around_the_outline(task_data: dict[str, Path]) -> None:
+    import cv2
+
+    detect, segment, obb = (task_data[t].parent for t in ("detect", "segment", "obb"))
+    tilted = 0
+    for split in ("train", "val"):
+        for boxes, polygons, rects in zip(_rows(detect, split), _rows(segment, split), _rows(obb, split), strict=True):
+            for box, polygon, rect in zip(boxes, polygons, rects, strict=True):
+                assert rect[0] == box[0] and len(rect) == 9 and np.all((rect[1:] >= 0) & (rect[1:] <= 1))
+                corners, outline = rect[1:].reshape(4, 2) * 64, (polygon[1:].reshape(-1, 2) * 64).astype(np.float32)
+                sides = np.roll(corners, -1, 0) - corners
+                assert np.abs((sides * np.roll(sides, -1, 0)).sum(1)).max() < 1e-2  # right angles
+                for point in outline:
+                    assert cv2.pointPolygonTest(corners.astype(np.float32), tuple(map(float, point)), True) >= -1e-2
+                area = np.linalg.norm(sides[0]) * np.linalg.norm(sides[1])
+                w, h = (_xyxy(box)[2:] - _xyxy(box)[:2]) * 64
+                assert area <= w * h + 1
+                assert area >= np.prod(cv2.minAreaRect(outline)[1]) - 1e-2  # never below the true minimum
+                tilted += abs(sides[0, 1]) > 0.5
+    assert tilted > 0
+
+
+def _shape(cls: int, points: np.ndarray) -> synthetic._Shape:
+    """A drawn object of class `cls` with outline `points` (pixels)."""
+    return synthetic._Shape(cls, points, np.concatenate([points.min(0), points.max(0)]))
+
+
+def test_obb_orientation_is_canonical_and_inside_the_image() -> None:
+    triangle = synthetic._outline(np.random.default_rng(0), 2, 20.0)  # apex up, tilted at most 15 degrees
+    base = triangle[1] - triangle[2]  # bottom right - bottom left
+    for offset in (np.array([32.0, 32.0]), -triangle.min(0)):  # in the middle, and in the top left corner
+        corners = synthetic._oriented_box(_shape(2, triangle + offset), 64)
+        assert corners.min() >= -1e-6 and corners.max() <= 64 + 1e-6
+        if offset[0] == 32.0:  # room enough: the minimum, along the base (not one of the other two equal ones)
+            side = corners[1] - corners[0]
+            assert abs(side[0] * base[1] - side[1] * base[0]) < 1e-6 * np.linalg.norm(side) * np.linalg.norm(base)
+
+
+def test_pose_keypoints_are_extreme_points(task_data: dict[str, Path]) -> None:
+    detect, pose = task_data["detect"].parent, task_data["pose"].parent
+    for split in ("train", "val"):
+        for boxes, rows in zip(_rows(detect, split), _rows(pose, split), strict=True):
+            for box, row in zip(boxes, rows, strict=True):
+                assert len(row) == 5 + 4 * 3 and np.array_equal(row[:5], box)
+                x1, y1, x2, y2 = _xyxy(box)
+                (tx, ty, tv), (rx, ry, rv), (bx, by, bv), (lx, ly, lv) = row[5:].reshape(4, 3)
+                assert np.allclose([ty, rx, by, lx], [y1, x2, y2, x1], atol=2e-6)
+                assert all(x1 - 1e-6 <= x <= x2 + 1e-6 for x in (tx, bx))
+                assert all(y1 - 1e-6 <= y <= y2 + 1e-6 for y in (ry, ly))
+                assert {tv, rv, bv, lv} <= {1.0, 2.0}
+
+
+def test_pose_visibility_is_1_where_a_later_shape_covers_the_point(task_data: dict[str, Path]) -> None:
+    import cv2
+
+    pose, segment = task_data["pose"].parent, task_data["segment"].parent
+    covered = 0
+    for split in ("train", "val"):
+        for rows, polygons in zip(_rows(pose, split), _rows(segment, split), strict=True):
+            outlines = [(p[1:].reshape(-1, 2) * 64).astype(np.float32) for p in polygons]
+            for k, row in enumerate(rows):
+                for x, y, v in row[5:].reshape(4, 3):
+                    distances = [cv2.pointPolygonTest(o, (x * 64, y * 64), True) for o in outlines[k + 1 :]]
+                    if all(abs(d) > 1e-3 for d in distances):  # not on a later outline (label rounding could flip it)
+                        assert (v == 1) == any(d > 0 for d in distances)
+                    covered += v == 1
+    assert covered > 0  # the case occurs in the data
+
+
+def test_pose_visibility_constructed() -> None:
+    square = np.array([[10.0, 10.0], [30.0, 10.0], [30.0, 30.0], [10.0, 30.0]])  # top: (10, 10), first in a tie
+    circle = 6 * np.stack([np.cos(a := 2 * np.pi * np.arange(64) / 64), np.sin(a)], 1) + [10.0, 10.0]
+    shapes = [_shape(0, square), _shape(1, circle)]
+    square_row, circle_row = (np.array(r.split(), dtype=float) for r in synthetic._pose_label(shapes, 64).splitlines())
+    assert list(square_row[7::3]) == [1, 2, 2, 1]  # top (10, 10) and left (10, 10) lie under the later circle
+    assert list(circle_row[7::3]) == [2, 2, 2, 2]  # nothing is drawn after the circle
+    square_row = np.array(synthetic._pose_label(shapes[::-1], 64).splitlines()[1].split(), dtype=float)
+    assert list(square_row[7::3]) == [2, 2, 2, 2]  # drawn last: on top of the circle
+
+
+def test_classify_loadable_by_ultralytics(task_data: dict[str, Path]) -> None:
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data.dataset import ClassificationDataset
+    from ultralytics.data.utils import check_cls_dataset
+    from ultralytics.utils import DEFAULT_CFG
+
+    folder = task_data["classify"]
+    data = check_cls_dataset(str(folder))
+    assert data["nc"] == 4 and data["names"] == dict(enumerate(sorted(SYNTHETIC_NAMES.values())))  # alphabetical
+    assert data["train"] == folder / "train" and data["val"] == folder / "val"
+    dataset = ClassificationDataset(root=str(folder / "train"), args=get_cfg(DEFAULT_CFG, {"imgsz": 64}), augment=False)
+    assert len(dataset) == len(list((folder / "train").rglob("*.png")))
+    item = dataset[0]
+    assert tuple(item["img"].shape) == (3, 64, 64) and item["cls"] in range(4)
+
+
+@pytest.mark.parametrize("sizes", [TINY, SMALL, {}], ids=["tiny", "small", "default"])
+def test_classify_crops_match_detect_labels(tmp_path: Path, sizes: dict) -> None:
+    import cv2
+
+    folder = synthetic_data("classify", tmp_path, **sizes)
+    detect = synthetic_data_yaml(tmp_path, **sizes).parent
+    imgsz = sizes.get("imgsz", 64)
+    for split in ("train", "val"):
+        rows = _labels(detect, split)
+        expected = Counter(SYNTHETIC_NAMES[int(c)] for r in rows for c in r[:, 0])
+        crops = {name: sorted((folder / split / name).glob("*.png")) for name in SYNTHETIC_NAMES.values()}
+        assert {name: len(files) for name, files in crops.items()} == {name: expected[name] for name in crops}
+        assert all(crops.values()), f"a class has no {split} crop"
+        for name, files in crops.items():
+            for file in files[:3]:
+                image, k = file.stem.split("_")
+                x1, y1, x2, y2 = _xyxy(np.concatenate([[0], rows[int(image)][int(k), 1:]])) * imgsz
+                assert SYNTHETIC_NAMES[int(rows[int(image)][int(k), 0])] == name
+                height, width = cv2.imread(str(file)).shape[:2]  # the box, padded by 10% a side unless clipped
+                assert x2 - x1 <= width <= 1.2 * (x2 - x1) + 2 and y2 - y1 <= height <= 1.2 * (y2 - y1) + 2
+
+
+def test_classify_reuse_and_incomplete_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    final = tmp_path / f"synthetic-classify-v{_FORMAT_VERSION}-n8-v4-s64-seed0"
+    (final / "train" / "star").mkdir(parents=True)  # no .complete: an unfinished writer's debris
+    (final / "train" / "star" / "junk.png").write_bytes(b"")
+    assert synthetic_data("classify", tmp_path, **TINY) == final
+    assert not (final / "train" / "star" / "junk.png").exists() and (final / ".complete").is_file()
+
+    def fail(*args: object) -> None:
+        raise AssertionError("dataset was regenerated")
+
+    monkeypatch.setattr(synthetic, "_write_dataset", fail)
+    assert synthetic_data("classify", tmp_path, **TINY) == final

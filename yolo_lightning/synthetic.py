@@ -1,22 +1,29 @@
-"""Deterministic synthetic YOLO-format detection dataset of simple shapes (square, circle, triangle, rare star)."""
+"""Deterministic synthetic dataset of simple shapes (square, circle, triangle, rare star) for every Ultralytics task.
+
+All tasks share the same images (the same random draws); only the label writer differs per task.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
 import uuid
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
 import yaml
 
-__all__ = ["SYNTHETIC_NAMES", "synthetic_data_yaml"]
+__all__ = ["SYNTHETIC_NAMES", "SYNTHETIC_TASKS", "synthetic_data", "synthetic_data_yaml"]
 
 SYNTHETIC_NAMES: dict[int, str] = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
 _FORMAT_VERSION = 2  # bump whenever the generated content changes: caches are keyed on it
 _RARE_CLASS = 3  # "star": about 8% of all objects
+_CIRCLE = 1  # every rotation of its box is a minimum-area rectangle: its oriented box is the axis-aligned one
 _RARE_FRACTION = 0.08
 _BACKGROUND_EVERY = 20  # one image in 20 has no objects
 _MAX_OBJECTS = 3
@@ -27,21 +34,62 @@ _TILT = np.pi / 12  # max rotation of squares and triangles (15 degrees)
 _MIN_CONTRAST = 110.0  # minimum RGB distance between an object and the background under it
 _SHIFT = 4  # cv2 sub-pixel bits
 _SPLITS = ("train", "val")
+_KEYPOINTS = ("top", "right", "bottom", "left")  # extreme points of the outline, in this order
+_CROP_PAD = 0.1  # classify crops: the box grown by this fraction of its size on each side
+
+
+class _Shape(NamedTuple):
+    """One drawn object: class, outline vertices (N, 2) and xyxy box, both in pixel-edge coordinates."""
+
+    cls: int
+    points: np.ndarray
+    box: np.ndarray
+
+
+_LabelFormat = Callable[[list[_Shape], int], str]  # (shapes, imgsz) -> text of one YOLO label file
+_ImageWriter = Callable[[Path, str, str, np.ndarray, list[_Shape]], None]  # (folder, split, stem, image, shapes)
+
+
+class _Task(NamedTuple):
+    """How one Ultralytics task stores the shared images."""
+
+    prefix: str  # dataset folder name prefix
+    folders: tuple[str, ...]  # created in each split ("{split}" is replaced)
+    write: _ImageWriter  # writes the files of one image
+    marker: str  # written last: a folder holding it is complete
+    marker_text: Callable[[Path], str]  # the marker's content, given the final dataset folder
+    data: str  # what Ultralytics' `data=` takes, relative to the dataset folder
+
+
+def synthetic_data(
+    task: str = "detect",
+    root: str | Path | None = None,
+    *,
+    n_train: int = 128,
+    n_val: int = 32,
+    imgsz: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Write (once) the synthetic dataset of `task` and return what Ultralytics' `data=` takes for it."""
+    if task not in _TASKS:
+        raise ValueError(f"task must be one of {', '.join(_TASKS)}, got {task!r}")
+    _check_int("n_train", n_train, 1)
+    _check_int("n_val", n_val, 1)
+    _check_int("imgsz", imgsz, 32)
+    _check_int("seed", seed, 0)
+    spec = _TASKS[task]
+    root = Path(root if root is not None else os.environ.get("YOLO_LIGHTNING_CACHE") or "~/.cache/yolo_lightning")
+    final = root.expanduser().resolve() / f"{spec.prefix}-v{_FORMAT_VERSION}-n{n_train}-v{n_val}-s{imgsz}-seed{seed}"
+    if not _is_complete(final, spec.marker):
+        _build_atomically(final, task, {"train": n_train, "val": n_val}, imgsz, seed)
+    return final / spec.data
 
 
 def synthetic_data_yaml(
     root: str | Path | None = None, *, n_train: int = 128, n_val: int = 32, imgsz: int = 64, seed: int = 0
 ) -> Path:
-    """Write (once) and return the path of data.yaml of the embedded synthetic dataset."""
-    _check_int("n_train", n_train, 1)
-    _check_int("n_val", n_val, 1)
-    _check_int("imgsz", imgsz, 32)
-    _check_int("seed", seed, 0)
-    root = Path(root if root is not None else os.environ.get("YOLO_LIGHTNING_CACHE") or "~/.cache/yolo_lightning")
-    final = root.expanduser().resolve() / f"synthetic-v{_FORMAT_VERSION}-n{n_train}-v{n_val}-s{imgsz}-seed{seed}"
-    if not _is_complete(final):
-        _build_atomically(final, {"train": n_train, "val": n_val}, imgsz, seed)
-    return final / "data.yaml"
+    """Write (once) and return the path of data.yaml of the embedded synthetic detection dataset."""
+    return synthetic_data("detect", root, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -50,23 +98,24 @@ def _check_int(name: str, value: object, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
 
-def _is_complete(directory: Path) -> bool:
-    """Whether `directory` holds a finished dataset (data.yaml is written last)."""
-    return (directory / "data.yaml").is_file()
+def _is_complete(directory: Path, marker: str) -> bool:
+    """Whether `directory` holds a finished dataset (its `marker` file is written last)."""
+    return (directory / marker).is_file()
 
 
-def _build_atomically(final: Path, sizes: dict[str, int], imgsz: int, seed: int) -> None:
+def _build_atomically(final: Path, task: str, sizes: dict[str, int], imgsz: int, seed: int) -> None:
     """Generate the dataset in a unique temporary sibling folder, then rename it to `final`."""
+    marker = _TASKS[task].marker
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        _write_dataset(tmp, final, sizes, imgsz, seed)
-        if final.exists() and not _is_complete(final):  # debris of a non-atomic writer
+        _write_dataset(tmp, final, task, sizes, imgsz, seed)
+        if final.exists() and not _is_complete(final, marker):  # debris of a non-atomic writer
             _discard(final)
         try:
             os.rename(tmp, final)
         except OSError:
-            if not _is_complete(final):  # failed for another reason than a concurrent winner
+            if not _is_complete(final, marker):  # failed for another reason than a concurrent winner
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -82,22 +131,160 @@ def _discard(directory: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _write_dataset(directory: Path, final: Path, sizes: dict[str, int], imgsz: int, seed: int) -> None:
-    """Write images, labels and (last) data.yaml into `directory`, with `path:` pointing at `final`."""
+def _write_dataset(directory: Path, final: Path, task: str, sizes: dict[str, int], imgsz: int, seed: int) -> None:
+    """Write the files of `task` and (last) its marker into `directory`, which will be renamed to `final`."""
+    spec = _TASKS[task]
     for split_index, split in enumerate(_SPLITS):
-        rng = np.random.default_rng([seed, split_index])
-        image_dir, label_dir = directory / "images" / split, directory / "labels" / split
-        image_dir.mkdir(parents=True)
-        label_dir.mkdir(parents=True)
+        for folder in spec.folders:
+            (directory / folder.format(split=split)).mkdir(parents=True)
+        rng = np.random.default_rng([seed, split_index])  # the same draws for every task: the same images
         for i, classes in enumerate(_class_plan(rng, sizes[split])):
-            image, labels = _render(rng, classes, imgsz)
-            image_file = image_dir / f"{i:05d}.png"
-            if not cv2.imwrite(str(image_file), image):
-                raise OSError(f"could not write {image_file}")
-            lines = (f"{c} {x:.6f} {y:.6f} {w:.6f} {h:.6f}\n" for c, x, y, w, h in labels)
-            (label_dir / f"{i:05d}.txt").write_text("".join(lines))
+            image, shapes = _render(rng, classes, imgsz)
+            spec.write(directory, split, f"{i:05d}", image, shapes)
+    (directory / spec.marker).write_text(spec.marker_text(final))
+
+
+def _imwrite(file: Path, image: np.ndarray) -> None:
+    """Save `image` (BGR uint8) as `file` or raise OSError."""
+    if not cv2.imwrite(str(file), image):
+        raise OSError(f"could not write {file}")
+
+
+def _yolo_writer(label: _LabelFormat) -> _ImageWriter:
+    """An image writer saving images/<split>/<stem>.png and its YOLO label text `label(shapes, imgsz)`."""
+
+    def write(directory: Path, split: str, stem: str, image: np.ndarray, shapes: list[_Shape]) -> None:
+        """Save the image and its label file."""
+        _imwrite(directory / "images" / split / f"{stem}.png", image)
+        (directory / "labels" / split / f"{stem}.txt").write_text(label(shapes, image.shape[0]))
+
+    return write
+
+
+def _write_crops(directory: Path, split: str, stem: str, image: np.ndarray, shapes: list[_Shape]) -> None:
+    """Save each object's box, padded by _CROP_PAD and clipped to the image, as <split>/<class name>/<stem>_<k>.png."""
+    for k, shape in enumerate(shapes):
+        pad = (shape.box[2:] - shape.box[:2]) * _CROP_PAD
+        x1, y1 = np.floor(np.maximum(shape.box[:2] - pad, 0)).astype(int)
+        x2, y2 = np.ceil(np.minimum(shape.box[2:] + pad, image.shape[0])).astype(int)
+        _imwrite(directory / split / SYNTHETIC_NAMES[shape.cls] / f"{stem}_{k}.png", image[y1:y2, x1:x2])
+
+
+def _box_columns(box: np.ndarray, imgsz: int) -> str:
+    """The normalized `x y w h` columns of an xyxy pixel box."""
+    x1, y1, x2, y2 = (float(v) for v in box / imgsz)
+    return f"{(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}"
+
+
+def _point_columns(points: np.ndarray, imgsz: int) -> str:
+    """The normalized `x1 y1 x2 y2 ...` columns of pixel points (N, 2), clipped to the image."""
+    return " ".join(f"{v:.6f}" for v in np.clip(points / imgsz, 0.0, 1.0).ravel())
+
+
+def _detect_label(shapes: list[_Shape], imgsz: int) -> str:
+    """YOLO detect rows: `cls x y w h`."""
+    return "".join(f"{s.cls} {_box_columns(s.box, imgsz)}\n" for s in shapes)
+
+
+def _segment_label(shapes: list[_Shape], imgsz: int) -> str:
+    """YOLO segment rows: `cls x1 y1 x2 y2 ...`, the outline polygon (the circle as its 64-gon)."""
+    return "".join(f"{s.cls} {_point_columns(s.points, imgsz)}\n" for s in shapes)
+
+
+def _obb_label(shapes: list[_Shape], imgsz: int) -> str:
+    """YOLO obb rows: `cls x1 y1 ... x4 y4`, the minimum-area rectangle of the outline inside the image."""
+    return "".join(f"{s.cls} {_point_columns(_oriented_box(s, imgsz), imgsz)}\n" for s in shapes)
+
+
+def _oriented_box(shape: _Shape, imgsz: int) -> np.ndarray:
+    """Corners (4, 2) of the minimum-area rectangle around the outline that lies inside the image."""
+    # Candidates: the axis-aligned box and the rectangles along each hull edge (the minimum is among them, as in
+    # cv2.minAreaRect), except for the circle (any angle is minimal: it keeps the axes). Near the border the minimum
+    # may leave the image: the smallest one inside wins. Equal areas (the triangle's 3 and the star's 5 edge
+    # directions, among which cv2.minAreaRect picks arbitrarily) go to the one nearest the axes: one orientation each.
+    angles = [0.0]
+    if shape.cls != _CIRCLE:
+        hull = shape.points[cv2.convexHull(shape.points.astype(np.float32), returnPoints=False)[:, 0]]
+        dx, dy = (np.roll(hull, -1, 0) - hull).T
+        angles += [float(a) for a in (np.arctan2(dy, dx) + np.pi / 4) % (np.pi / 2) - np.pi / 4]  # within 45 deg
+    candidates = []
+    for angle in angles:
+        area, corners = _rectangle(shape.points, angle)
+        if corners.min() >= -1e-6 and corners.max() <= imgsz + 1e-6:
+            candidates.append((area, abs(angle), corners))
+    smallest = min(area for area, _, _ in candidates)  # the axis-aligned box always fits
+    return min((c for c in candidates if c[0] <= smallest * (1 + 1e-6)), key=lambda c: c[1])[2]
+
+
+def _rectangle(points: np.ndarray, angle: float) -> tuple[float, np.ndarray]:
+    """Area and corners (4, 2) of the smallest rectangle around `points` whose sides are at `angle` to the axes."""
+    rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    local = points @ rotation  # coordinates along the rectangle's sides
+    (x1, y1), (x2, y2) = local.min(0), local.max(0)
+    return float((x2 - x1) * (y2 - y1)), np.array([[x1, y1], [x2, y1], [x2, y2], [x1, y2]]) @ rotation.T
+
+
+def _pose_label(shapes: list[_Shape], imgsz: int) -> str:
+    """YOLO pose rows: `cls x y w h` + (x y v) of the top, right, bottom and left points; v=1 if drawn over, else 2."""
+    rows = []
+    for k, shape in enumerate(shapes):
+        later = [s.points.astype(np.float32) for s in shapes[k + 1 :]]
+        keypoints = []
+        for point in _extreme_points(shape.points):
+            covered = any(cv2.pointPolygonTest(outline, tuple(map(float, point)), False) >= 0 for outline in later)
+            keypoints.append(f"{_point_columns(point, imgsz)} {1 if covered else 2}")
+        rows.append(f"{shape.cls} {_box_columns(shape.box, imgsz)} {' '.join(keypoints)}\n")
+    return "".join(rows)
+
+
+def _extreme_points(points: np.ndarray) -> np.ndarray:
+    """The top, right, bottom and left extreme vertices (4, 2) of an outline (image y points down)."""
+    x, y = points.T
+    return points[[y.argmin(), x.argmax(), y.argmax(), x.argmin()]]
+
+
+def _data_yaml(final: Path, **extra: object) -> str:
+    """data.yaml text of a YOLO-format dataset in `final`, with task-specific `extra` keys."""
     data = {"path": str(final), "train": "images/train", "val": "images/val", "names": dict(SYNTHETIC_NAMES)}
-    (directory / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return yaml.safe_dump({**data, **extra}, sort_keys=False)
+
+
+def _yolo_task(prefix: str, label: _LabelFormat, **extra: object) -> _Task:
+    """A task stored as images/ + labels/ with a data.yaml (written last)."""
+    return _Task(
+        prefix=prefix,
+        folders=("images/{split}", "labels/{split}"),
+        write=_yolo_writer(label),
+        marker="data.yaml",
+        marker_text=partial(_data_yaml, **extra),
+        data="data.yaml",
+    )
+
+
+_TASKS: dict[str, _Task] = {
+    "detect": _yolo_task("synthetic", _detect_label),  # the original folder name: existing caches stay valid
+    "segment": _yolo_task("synthetic-segment", _segment_label),
+    "pose": _yolo_task(
+        "synthetic-pose",
+        _pose_label,
+        kpt_shape=[len(_KEYPOINTS), 3],
+        flip_idx=[0, 3, 2, 1],  # a horizontal flip swaps right and left; flipud stays 0 (it would reuse flip_idx)
+        kpt_names={c: list(_KEYPOINTS) for c in SYNTHETIC_NAMES},
+    ),
+    "obb": _yolo_task("synthetic-obb", _obb_label),
+    # Ultralytics numbers the class folders alphabetically (circle, square, star, triangle). Every split gets every
+    # class folder; a split of >= 4 images holds a crop of every class in practice (the star is always placed, the
+    # common classes take turns; checked for seeds 0-199), smaller ones may leave a folder empty.
+    "classify": _Task(
+        prefix="synthetic-classify",
+        folders=tuple(f"{{split}}/{name}" for name in SYNTHETIC_NAMES.values()),
+        write=_write_crops,
+        marker=".complete",
+        marker_text=lambda final: "",
+        data=".",  # the folder itself
+    ),
+}
+SYNTHETIC_TASKS: tuple[str, ...] = tuple(_TASKS)
 
 
 def _class_plan(rng: np.random.Generator, n_images: int) -> list[list[int]]:
@@ -111,10 +298,8 @@ def _class_plan(rng: np.random.Generator, n_images: int) -> list[list[int]]:
     return [[int(c) for c in part] for part in np.split(classes, np.cumsum(counts)[:-1])]
 
 
-def _render(
-    rng: np.random.Generator, classes: list[int], imgsz: int
-) -> tuple[np.ndarray, list[tuple[int, float, float, float, float]]]:
-    """Draw one image (BGR uint8) with the given object classes; return it and its normalized labels."""
+def _render(rng: np.random.Generator, classes: list[int], imgsz: int) -> tuple[np.ndarray, list[_Shape]]:
+    """Draw one image (BGR uint8) with the given object classes; return it and its shapes in drawing order."""
     background = _background(rng, imgsz)
     image = background.astype(np.uint8)
     placed: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # index in `classes` -> (outline points, xyxy box)
@@ -122,14 +307,13 @@ def _render(
         placement = _place(rng, classes[k], imgsz, [box for _, box in placed.values()])
         if placement is not None:
             placed[k] = placement
-    labels: list[tuple[int, float, float, float, float]] = []
-    for k, (points, box) in sorted(placed.items()):  # draw in plan order, so any class may end up on top
+    shapes = [_Shape(classes[k], points, box) for k, (points, box) in sorted(placed.items())]
+    for shape in shapes:  # draw in plan order, so any class may end up on top
+        box = shape.box
         under = background[int(box[1]) : int(box[3]) + 1, int(box[0]) : int(box[2]) + 1].reshape(-1, 3).mean(0)
-        _draw(image, classes[k], points, _object_colour(rng, under))
-        x1, y1, x2, y2 = (float(v) for v in box / imgsz)
-        labels.append((classes[k], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1))
+        _draw(image, shape.cls, shape.points, _object_colour(rng, under))
     noisy = image + rng.normal(0.0, _NOISE_STD, image.shape)
-    return np.clip(noisy, 0, 255).round().astype(np.uint8), labels
+    return np.clip(noisy, 0, 255).round().astype(np.uint8), shapes
 
 
 def _background(rng: np.random.Generator, imgsz: int) -> np.ndarray:

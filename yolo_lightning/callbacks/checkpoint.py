@@ -24,7 +24,6 @@ from yolo_lightning.finite import finite_flag
 from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM  # 143: the shell's status for a process stopped by SIGTERM
-DEFAULT_RUN_FOLDER = Path("runs", "detect", "train")  # where a Trainer without default_root_dir puts its run
 
 
 class StagedCheckpointIO(TorchCheckpointIO):
@@ -86,8 +85,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
       hold the same epoch); files get the ordinary mode (0644 under the usual umask);
     - an epoch whose weights or validation metrics (``fitness``, the monitored value) are NaN/infinite is not saved;
     - a new run never writes into another run's folder: without ``dirpath``, the run folder is the Trainer's
-      ``default_root_dir`` (``runs/detect/train`` when it was left to the current folder), and when another run
-      already uses it this run goes to ``train2``, ``train3``... as Ultralytics does (``exist_ok=True`` reuses it);
+      ``default_root_dir``, and when another run already uses it this run goes to ``train2``, ``train3``... as
+      Ultralytics does (``exist_ok=True`` reuses it);
       resuming (``ckpt_path``) continues in the checkpoint's own run folder; an explicit ``dirpath`` that holds another
       run's checkpoints is an error unless ``exist_ok`` or resuming;
     - SIGTERM (preemption) saves ``last.ckpt``/``last.pt`` at the interrupted step and makes the process exit with
@@ -145,7 +144,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
 
     def _default_dirpath(self, trainer: L.Trainer) -> None:
         if self.dirpath is None:
-            self.dirpath = str(_run_root(trainer) / WEIGHTS)
+            self.dirpath = str(Path(trainer.default_root_dir) / WEIGHTS)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Pick this run's folder: the resumed checkpoint's, the Trainer's if free (or ``exist_ok``), else the next."""
@@ -153,7 +152,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if not self._default_layout:
             self._check_explicit_dirpath(trainer, resuming)
             return
-        root = _run_root(trainer)
+        root = Path(trainer.default_root_dir)
         if resuming:
             root = run_folder_of(trainer.ckpt_path) or root
         elif trainer.is_global_zero:
@@ -277,12 +276,6 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         """Restore ModelCheckpoint's state and the results history."""
         self.history = state_dict.get("history", {})
         super().load_state_dict(state_dict)
-
-
-def _run_root(trainer: L.Trainer) -> Path:
-    """The run folder: the Trainer's ``default_root_dir``, or ``runs/detect/train`` when it was left to the cwd."""
-    root = Path(trainer.default_root_dir)
-    return DEFAULT_RUN_FOLDER.absolute() if root.absolute() == Path.cwd() else root
 
 
 def _move_run_folder(trainer: L.Trainer, root: Path) -> None:

@@ -1,0 +1,152 @@
+"""Ultralytics' tasks as data: one description per task of what the module, datamodule, metrics and export change.
+
+Every per-task difference lives here, so ``YOLOModule``, ``YOLODataModule``, the metrics, the checks, the export and
+the CLI read a ``Task`` instead of branching on the task's name. The classes come from Ultralytics itself (its
+models, validators, metrics classes and datasets), so every task keeps Ultralytics' numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+from ultralytics.data.build import build_yolo_dataset
+from ultralytics.data.dataset import ClassificationDataset
+from ultralytics.models.rtdetr.val import RTDETRDataset, RTDETRValidator
+from ultralytics.models.yolo.classify import ClassificationValidator
+from ultralytics.models.yolo.detect import DetectionValidator
+from ultralytics.models.yolo.obb import OBBValidator
+from ultralytics.models.yolo.pose import PoseValidator
+from ultralytics.models.yolo.segment import SegmentationValidator
+from ultralytics.nn.tasks import (
+    ClassificationModel,
+    DetectionModel,
+    OBBModel,
+    PoseModel,
+    RTDETRDetectionModel,
+    SegmentationModel,
+    guess_model_task,
+)
+from ultralytics.utils import IterableSimpleNamespace
+from ultralytics.utils.metrics import ClassifyMetrics, DetMetrics, OBBMetrics, PoseMetrics, SegmentMetrics
+
+from yolo_lightning.errors import ConfigurationError
+
+GRID_STRIDE = 32  # DetectionTrainer rounds imgsz to max(model stride, 32); every shipped detector has stride 32
+
+
+def _yolo_dataset(hyp: IterableSimpleNamespace, path: str, batch: int, data: dict[str, Any], mode: str) -> Dataset:
+    """DetectionTrainer.build_dataset: YOLODataset for the namespace's task (val: rect, pad 0.5)."""
+    return build_yolo_dataset(hyp, path, batch, data, mode=mode, rect=mode == "val", stride=GRID_STRIDE)
+
+
+def _rtdetr_dataset(hyp: IterableSimpleNamespace, path: str, batch: int, data: dict[str, Any], mode: str) -> Dataset:
+    """RTDETRTrainer.build_dataset: RTDETRDataset, no rect validation."""
+    return RTDETRDataset(
+        img_path=path, imgsz=hyp.imgsz, batch_size=batch, augment=mode == "train", hyp=hyp, rect=False,
+        cache=hyp.cache or None, single_cls=hyp.single_cls, prefix=f"{mode}: ", classes=hyp.classes, data=data,
+        fraction=hyp.fraction if mode == "train" else 1.0,
+    )  # fmt: skip
+
+
+def _classification_dataset(
+    hyp: IterableSimpleNamespace, path: str, batch: int, data: dict[str, Any], mode: str
+) -> Dataset:
+    """ClassificationTrainer.build_dataset: an image-folder dataset aligned to the data's class names."""
+    return ClassificationDataset(path, hyp, augment=mode == "train", prefix=mode, names=data["names"])
+
+
+def _no_model_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _pose_model_kwargs(data: dict[str, Any]) -> dict[str, Any]:
+    """PoseTrainer.get_model: the keypoint shape comes from the data (a list, as Ultralytics' loss compares it)."""
+    return {"data_kpt_shape": list(data["kpt_shape"])}
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one Ultralytics task changes, read by every part of yolo-lightning instead of branching on its name.
+
+    Attributes:
+        name: Ultralytics' task name (``train_args["task"]``, ``runs/<name>/train``).
+        model_class: the network class, built as ``model_class(cfg, nc=..., **model_kwargs(data))``.
+        validator_class: the task's validator, whose ``preprocess``/``postprocess``/``update_metrics`` validation
+            reuses.
+        metrics_class: Ultralytics' metrics class the validator fills (its ``stats`` keys are the states to gather).
+        parts: ``(key suffix, metrics attribute)`` of each evaluated part, e.g. ``("M", "seg")``: ``metrics/mAP50(M)``.
+        build_dataset: ``(hyp, path, batch, data, mode) -> Dataset``, as the task's trainer builds it.
+        model_kwargs: extra ``model_class`` arguments taken from the data (pose: ``data_kpt_shape``).
+        val_batch_factor: validation batch = training batch x this (DetectionTrainer: 2, but 1 for OBB).
+        default_imgsz: Ultralytics' image size for the task (classify: 224).
+        images_are_uint8: the training images are 0..255 integers divided by 255 (classify datasets give floats).
+        finds_objects: boxes, NMS, mosaic, ``max_det``; False for classify.
+        needs: data.yaml keys the task cannot train without (pose: ``kpt_shape``).
+        val_shuffled: the validation loader is shuffled like the training one (classify: build_dataloader's default).
+    """
+
+    name: str
+    model_class: type[nn.Module]
+    validator_class: type
+    metrics_class: type
+    parts: tuple[tuple[str, str], ...]
+    build_dataset: Callable[..., Dataset] = _yolo_dataset
+    model_kwargs: Callable[[dict[str, Any]], dict[str, Any]] = _no_model_kwargs
+    val_batch_factor: int = 2
+    default_imgsz: int = 640
+    images_are_uint8: bool = True
+    finds_objects: bool = True
+    needs: tuple[str, ...] = field(default=())
+    val_shuffled: bool = False
+
+    @property
+    def is_rtdetr(self) -> bool:
+        """True for RT-DETR, whose loss, dataset and validator differ from YOLO's detect."""
+        return self.model_class is RTDETRDetectionModel
+
+
+DETECT = Task("detect", DetectionModel, DetectionValidator, DetMetrics, (("B", "box"),))
+RTDETR = Task("detect", RTDETRDetectionModel, RTDETRValidator, DetMetrics, (("B", "box"),), build_dataset=_rtdetr_dataset)
+SEGMENT = Task("segment", SegmentationModel, SegmentationValidator, SegmentMetrics, (("B", "box"), ("M", "seg")))
+POSE = Task(
+    "pose", PoseModel, PoseValidator, PoseMetrics, (("B", "box"), ("P", "pose")), model_kwargs=_pose_model_kwargs,
+    needs=("kpt_shape",),
+)  # fmt: skip
+OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, (("B", "box"),), val_batch_factor=1)
+CLASSIFY = Task(
+    "classify", ClassificationModel, ClassificationValidator, ClassifyMetrics, (), build_dataset=_classification_dataset,
+    default_imgsz=224, images_are_uint8=False, finds_objects=False, val_shuffled=True,
+)  # fmt: skip
+TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, POSE, OBB, CLASSIFY)}
+UNSUPPORTED = ("semantic", "depth")  # shipped by this Ultralytics version; see README "Tasks"
+
+
+def task_named(name: str) -> Task:
+    """The Task called ``name`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``), or a clear error."""
+    if name in TASKS:
+        return TASKS[name]
+    hint = " (shipped by Ultralytics, not supported by yolo-lightning yet)" if name in UNSUPPORTED else ""
+    raise ConfigurationError(f"task={name!r}{hint}: choose one of {', '.join(TASKS)}.")
+
+
+def task_of(cfg: dict[str, Any], task: str | None = None) -> Task:
+    """The Task of a parsed model YAML, as Ultralytics infers it (``guess_model_task``), or the explicit ``task``.
+
+    An explicit task must match the network's head: a detect YAML cannot train as ``segment``.
+    """
+    if any("RTDETRDecoder" in str(layer[2]) for layer in cfg.get("head", [])):
+        guessed, spec = "detect", RTDETR
+    else:
+        guessed = guess_model_task(cfg) or "detect"
+        spec = task_named(guessed)
+    if task is not None and task != guessed:
+        raise ConfigurationError(
+            f"task={task!r} does not fit the model: its head ({cfg['head'][-1][-2]}) makes it a {guessed!r} model. "
+            f"Use a {task} model YAML or .pt, or leave task unset."
+        )
+    return spec

@@ -164,8 +164,8 @@ class ResetProbe(L.Callback):
         self.local = {"images_at_start": int(metric.images), "conf_at_start": len(metric.conf)}
 
     def on_validation_epoch_end(self, trainer, pl_module) -> None:  # callbacks run before the module: before compute
-        metric = pl_module.val_metrics
-        self.local.update(images_local=int(metric.images), predictions_local=sum(len(c) for c in metric.conf))
+        collected = pl_module._validator.metrics.stats  # what this rank's validator collected, handed over next
+        self.local.update(images_local=len(collected["tp"]), predictions_local=sum(len(c) for c in collected["conf"]))
         self.local["weights_digest"] = digest(named_tensors(pl_module))  # the weights validated (EMA during fit)
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -177,7 +177,7 @@ class ResetProbe(L.Callback):
             "image_count": metric.image_count,
             "images_after_reset": int(metric.images),
             "states_after_reset": sum(len(getattr(metric, s)) for s in ("tp", "conf", "pred_cls", "target_cls")),
-            "results": {k: float(v) for k, v in metric.box_metrics.results_dict.items()},
+            "results": {k: float(v) for k, v in metric.results.results_dict.items()},
             **self.local,
         }
         path = self.out / f"reset-{self.call}-{self.count}-rank{trainer.global_rank}.json"

@@ -10,9 +10,10 @@ import lightning as L
 import numpy as np
 import torch
 from ultralytics import YOLO
-from ultralytics.nn.tasks import DetectionModel
 
 from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.models import build_model, model_config
+from yolo_lightning.tasks import task_of
 
 AUGMENTATION_OFF = dict(
     mosaic=0.0, mixup=0.0, cutmix=0.0, copy_paste=0.0, hsv_h=0.0, hsv_s=0.0, hsv_v=0.0, degrees=0.0,
@@ -30,12 +31,13 @@ class RunRecord:
     epoch_train_losses: list[dict[str, float]] = field(default_factory=list)  # train/box_loss... per epoch
 
 
-def save_initial_weights(cfg: str, names: dict[int, str], path: Path) -> Path:
-    """A freshly initialised model in Ultralytics' checkpoint format, the common start of both runs."""
+def save_initial_weights(cfg: str, names: dict[int, str], path: Path, data: dict | None = None) -> Path:
+    """A freshly initialised model of the YAML's task in Ultralytics' checkpoint format, the common start of both runs
+    (``data``: the dataset config, for what the task takes from it: pose's ``kpt_shape``)."""
     torch.manual_seed(0)
-    model = DetectionModel(cfg, nc=len(names), verbose=False)
-    model.names = names
-    torch.save({"model": model, "train_args": {}}, path)
+    task = task_of(model_config(cfg))
+    model = build_model(task, cfg, names, data)
+    torch.save({"model": model, "train_args": {"task": task.name}}, path)  # what YOLO() reads the task from
     return path
 
 
@@ -104,7 +106,7 @@ class _Recorder(L.Callback):
             self.record.epoch_metrics.append({k: float(v) for k, v in trainer.callback_metrics.items()})
 
 
-DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", *AUGMENTATION_OFF}
+DATA_ARGS = {"imgsz", "batch", "workers", "seed", "close_mosaic", "erasing", "auto_augment", *AUGMENTATION_OFF}
 
 
 def run_lightning(

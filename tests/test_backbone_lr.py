@@ -18,9 +18,10 @@ from yolo_lightning.backbone_lr import (
 )
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.hyperparameters import ultralytics_namespace
-from yolo_lightning.models import build_detection_model
+from yolo_lightning.models import build_model, model_config
 from yolo_lightning.recipe import build_optimizer, lr_lambda
 from yolo_lightning.synthetic import SYNTHETIC_NAMES
+from yolo_lightning.tasks import DETECT, task_of
 
 RATIO = 0.1
 EPOCHS = 3
@@ -53,7 +54,7 @@ def record_lrs(data: str, tmp_path, **module_args: Any) -> tuple[list[list[tuple
 
 
 def test_groups_split_head_and_backbone_from_the_yaml():
-    model = build_detection_model("yolo26n.yaml", nc=4, names=dict(enumerate(SYNTHETIC_NAMES)))
+    model = build_model(DETECT, "yolo26n.yaml", dict(enumerate(SYNTHETIC_NAMES)))
     args = ultralytics_namespace("test", optimizer="AdamW", lr0=0.01)
     optimizer = split_backbone_groups(build_optimizer(model, args, 4, 16, 128, 10), model, RATIO)
 
@@ -101,7 +102,7 @@ def test_rtdetr_auto_means_the_guides_adamw_defaults():
 
     names = dict(enumerate(SYNTHETIC_NAMES))
     for yaml, depth in (("rtdetr-l.yaml", 10), ("rtdetr-resnet50.yaml", 5)):  # no hard-coded layer counts
-        model = build_detection_model(yaml, nc=4, names=names)
+        model = build_model(task_of(model_config(yaml)), yaml, names)
         assert backbone_depth(model) == depth
         optimizer = split_backbone_groups(build_optimizer(model, args, 4, 16, 128, 10), model, RATIO)
         assert type(optimizer) is torch.optim.AdamW

@@ -25,7 +25,8 @@ from yolo_lightning.class_weights import (
 )
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.hyperparameters import ultralytics_namespace
-from yolo_lightning.models import build_detection_model
+from yolo_lightning.models import build_model, model_config
+from yolo_lightning.tasks import task_of
 
 NAMES = {0: "square", 1: "circle", 2: "triangle"}
 WEIGHTS = torch.tensor([0.5, 4.0, 2.0])
@@ -37,7 +38,7 @@ ONES = torch.ones(3)
 
 def _model(cfg: str) -> nn.Module:
     torch.manual_seed(0)
-    model = build_detection_model(cfg, nc=len(NAMES), names=NAMES)
+    model = build_model(task_of(model_config(cfg)), cfg, NAMES)
     model.args = ultralytics_namespace("test")
     return model.train()
 

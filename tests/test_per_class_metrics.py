@@ -11,8 +11,8 @@ import pytest
 import torch
 from ultralytics.models.yolo.detect import DetectionValidator
 
-from yolo_lightning.metrics import MEAN_F1_KEY, PER_CLASS_METRICS, DetectionConfusionMatrix, DetectionMetrics
-from yolo_lightning.reports import log_images, per_class_table, save_validation_plots
+from yolo_lightning.metrics import MEAN_F1_KEY, PER_CLASS_METRICS, DetectionMetrics
+from yolo_lightning.reports import log_images, save_validation_plots
 
 NAMES = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
@@ -47,26 +47,36 @@ def crafted_batch() -> tuple[dict, list[dict[str, torch.Tensor]]]:
     return batch, preds
 
 
-def ultralytics_and_ours() -> tuple[DetectionValidator, DetectionMetrics, DetectionConfusionMatrix]:
-    """Ultralytics' validator and our metrics, each fed the crafted predictions the way its own loop does."""
+def ultralytics_and_ours() -> tuple[DetectionValidator, DetectionMetrics]:
+    """Ultralytics' validator fed the crafted predictions the way its own loop does, and our metric taking over what
+    a second validator collected (as YOLOModule does at each validation's end)."""
     batch, preds = crafted_batch()
     validator = DetectionValidator(args={"plots": True, "mode": "val"})
     validator.training, validator.data = True, {"val": ""}  # as inside training: no dataloader needed
     validator.init_metrics(SimpleNamespace(names=NAMES))
     validator.update_metrics(deepcopy(preds), deepcopy(batch))
+    ours = _collected(preds, batch, range(4))
     validator.get_stats()
+    metrics = DetectionMetrics(NAMES)
+    metrics.update_from(ours)
+    return validator, metrics
 
-    metrics, confusion = DetectionMetrics(NAMES), DetectionConfusionMatrix(NAMES)
-    for i, detections in enumerate(deepcopy(preds)):  # what YOLOModule.validation_step does per image
-        target = validator._prepare_batch(i, batch)
-        tp = validator._process_batch(detections, target)["tp"]
-        metrics.update(torch.from_numpy(tp), detections["conf"], detections["cls"], target["cls"])
-        confusion.update(detections, target, conf=validator.args.conf)
-    return validator, metrics, confusion
+
+def _collected(preds: list[dict], batch: dict, images: range) -> DetectionValidator:
+    """A validator that ran ``update_metrics`` on some of the crafted images (a DDP rank's share)."""
+    validator = DetectionValidator(args={"plots": True, "mode": "val"})
+    validator.training, validator.data = True, {"val": ""}
+    validator.init_metrics(SimpleNamespace(names=NAMES))
+    for i in images:
+        single = {k: v[batch["batch_idx"] == i] for k, v in batch.items() if k in ("cls", "bboxes")}
+        image = {**single, "batch_idx": torch.zeros(len(single["cls"])), "img": batch["img"][i : i + 1]}
+        image.update({k: [batch[k][i]] for k in ("ori_shape", "ratio_pad", "im_file")})
+        validator.update_metrics([deepcopy(preds[i])], image)
+    return validator
 
 
 def test_per_class_values_equal_ultralytics_including_silent_classes_and_empty_images():
-    validator, metrics, confusion = ultralytics_and_ours()
+    validator, metrics = ultralytics_and_ours()
     results = {k: float(v) for k, v in metrics.compute().items()}
     box = validator.metrics.box
 
@@ -79,21 +89,18 @@ def test_per_class_values_equal_ultralytics_including_silent_classes_and_empty_i
     assert results["metrics/F1(B)/star"] == 0.0 and results["metrics/F1(B)/square"] > 0  # non-trivial both ways
     for key, value in validator.metrics.results_dict.items():
         assert results[key] == pytest.approx(float(value)), key
-    np.testing.assert_array_equal(confusion.compute().matrix, validator.confusion_matrix.matrix)
+    np.testing.assert_array_equal(metrics.confusion().matrix, validator.confusion_matrix.matrix)
     assert metrics.image_count == 4
 
 
 def test_states_split_over_ranks_give_the_same_result():
-    """What DDP does: two metric objects each see half the images; merging their states equals one object."""
-    _, whole, _ = ultralytics_and_ours()
+    """What DDP does: two metric objects each take over half the images; merging their states equals one object."""
+    _, whole = ultralytics_and_ours()
     expected = whole.compute()
     batch, preds = crafted_batch()
-    validator = DetectionValidator(args={"mode": "val"})
     halves = [DetectionMetrics(NAMES), DetectionMetrics(NAMES)]
-    for i, detections in enumerate(preds):
-        target = validator._prepare_batch(i, batch)
-        tp = validator._process_batch(detections, target)["tp"]
-        halves[i % 2].update(torch.from_numpy(tp), detections["conf"], detections["cls"], target["cls"])
+    for rank, half in enumerate(halves):
+        half.update_from(_collected(preds, batch, range(rank, 4, 2)))
     merged = DetectionMetrics(NAMES)
     merged.merge_state(halves[0].metric_state)
     merged.merge_state(halves[1].metric_state)
@@ -101,24 +108,25 @@ def test_states_split_over_ranks_give_the_same_result():
     assert set(got) == set(expected)
     for key in expected:
         assert float(got[key]) == pytest.approx(float(expected[key])), key
+    np.testing.assert_array_equal(merged.confusion().matrix, whole.confusion().matrix)
 
 
 def test_table_lists_every_labelled_class_with_its_f1():
-    _, metrics, _ = ultralytics_and_ours()
+    _, metrics = ultralytics_and_ours()
     metrics.compute()
-    lines = per_class_table(metrics.box_metrics, metrics.image_count).splitlines()
+    lines = metrics.table().splitlines()
     assert lines[0].split() == ["Class", "Images", "Instances", "P", "R", "F1", "mAP50", "mAP50-95"]
     rows = {line.split()[0]: line.split()[1:] for line in lines[1:]}
     assert set(rows) == {"all", "square", "circle", "star"}
     assert rows["all"][:2] == ["4", "6"] and rows["circle"][:2] == ["3", "3"]
-    box = metrics.box_metrics.box
+    box = metrics.results.box
     assert float(rows["square"][4]) == pytest.approx(box.f1[0], abs=5e-4)
 
 
 def test_plots_are_written_atomically(tmp_path, monkeypatch):
-    _, metrics, confusion = ultralytics_and_ours()
+    _, metrics = ultralytics_and_ours()
     metrics.compute()
-    paths = save_validation_plots(metrics.box_metrics, confusion.compute(), tmp_path / "run")
+    paths = save_validation_plots(metrics, tmp_path / "run")
     names = sorted(p.name for p in paths)
     assert names == sorted(
         ["BoxF1_curve.png", "BoxPR_curve.png", "BoxP_curve.png", "BoxR_curve.png", "confusion_matrix.png",
@@ -129,9 +137,9 @@ def test_plots_are_written_atomically(tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(type(confusion.compute()), "plot", crash)
+    monkeypatch.setattr(type(metrics.confusion()), "plot", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        save_validation_plots(metrics.box_metrics, confusion.compute(), tmp_path / "crashed")
+        save_validation_plots(metrics, tmp_path / "crashed")
     assert list((tmp_path / "crashed").iterdir()) == []  # curves drawn before the crash never reached the folder
 
 

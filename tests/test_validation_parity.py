@@ -53,7 +53,7 @@ def test_validate_equals_ultralytics_val(trained_weights, standard_data_yaml, tm
         for j, c in enumerate(box.ap_class_index):
             key = f"metrics/{metric}(B)/{names[int(c)]}"
             assert ours[key] == pytest.approx(float(getattr(box, attribute)[j]), abs=1e-4), key
-    np.testing.assert_array_equal(module.val_confusion.compute().matrix, theirs.confusion_matrix.matrix)
+    np.testing.assert_array_equal(module.val_metrics.confusion().matrix, theirs.confusion_matrix.matrix)
 
     assert any(len(label["cls"]) == 0 for label in datamodule.val_dataset.labels)  # background images included
     # (classes with labels but no predictions: tests/test_per_class_metrics.py, on crafted predictions)

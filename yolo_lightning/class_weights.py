@@ -6,6 +6,8 @@ Ultralytics' guide weights classes by subclassing ``v8DetectionLoss`` and replac
 
 * ``v8DetectionLoss`` (YOLOv8, YOLO11, and its segment/pose/OBB subclasses): ``criterion.bce`` is replaced.
 * ``E2ELoss`` / ``E2EDetectLoss`` (YOLO26): both branches, ``one2many`` and ``one2one``, are weighted.
+* ``v8ClassificationLoss`` (classify): replaced by ``WeightedClassificationLoss``, cross-entropy with ``weight=w``
+  (a weighted mean over the batch; Ultralytics has no classification class weights).
 * ``DETRLoss`` / ``RTDETRDetectionLoss`` (RT-DETR): ``criterion.vfl`` (used whenever the batch has objects) and
   ``criterion.fl`` (used when it has none) are replaced by versions whose BCE has ``pos_weight``. Every decoder layer,
   the encoder output and the denoising queries go through them, so all are weighted.
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +34,7 @@ from ultralytics.utils.loss import (
     E2ELoss,
     FocalLoss,
     VarifocalLoss,
+    v8ClassificationLoss,
     v8DetectionLoss,
 )
 from ultralytics.utils.torch_utils import autocast
@@ -40,6 +44,7 @@ from yolo_lightning.errors import ConfigurationError
 __all__ = [
     "CLASS_WEIGHT_SCHEMES",
     "WeightedBCEWithLogitsLoss",
+    "WeightedClassificationLoss",
     "WeightedFocalLoss",
     "WeightedVarifocalLoss",
     "apply_class_weights",
@@ -67,6 +72,23 @@ class WeightedBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
             pos_weight=self.pos_weight.to(input.device),
             reduction=self.reduction,
         )
+
+
+class WeightedClassificationLoss(v8ClassificationLoss):
+    """Ultralytics' classification loss with per-class cross-entropy ``weight``.
+
+    PyTorch's weighted mean: ``sum_i w[y_i] * CE_i / sum_i w[y_i]`` over the batch, so the loss keeps its scale and
+    a weighted class's images count ``w`` times as much as an unweighted one's.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.weight = _as_weight_tensor(weight)
+
+    def __call__(self, preds: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """``v8ClassificationLoss`` with ``F.cross_entropy(..., weight=w)``."""
+        preds = preds[1] if isinstance(preds, (list, tuple)) else preds
+        loss = F.cross_entropy(preds, batch["cls"], weight=self.weight.to(preds.device, preds.dtype), reduction="mean")
+        return loss, {"loss": loss.detach()}
 
 
 class WeightedVarifocalLoss(VarifocalLoss):
@@ -111,8 +133,13 @@ class WeightedFocalLoss(FocalLoss):
         return loss.mean(1).sum()
 
 
-def class_instance_counts(labels: list[dict], nc: int) -> np.ndarray:
-    """Per-class instance counts (int64, length ``nc``) from an Ultralytics dataset's ``.labels``."""
+def class_instance_counts(source: Any, nc: int) -> np.ndarray:
+    """Per-class instance counts (int64, length ``nc``) of an Ultralytics dataset: its objects' classes (``.labels``
+    of a YOLO dataset, or that list itself), or its images' (``.samples`` of a classification dataset)."""
+    if hasattr(source, "samples"):  # ClassificationDataset: (file, class index, ...) per image
+        labels = [{"cls": sample[1]} for sample in source.samples]
+    else:
+        labels = getattr(source, "labels", source)
     classes = [np.asarray(label["cls"]).reshape(-1) for label in labels]
     classes = np.concatenate(classes).astype(np.int64) if classes else np.zeros(0, dtype=np.int64)
     bad = classes[(classes < 0) | (classes >= nc)]
@@ -197,6 +224,8 @@ def apply_class_weights(criterion: object, weights: torch.Tensor) -> object:
     if isinstance(criterion, (E2ELoss, E2EDetectLoss)):  # YOLO26: weight both the one-to-many and one-to-one branch
         apply_class_weights(criterion.one2many, weights)
         apply_class_weights(criterion.one2one, weights)
+    elif isinstance(criterion, v8ClassificationLoss):  # no object to patch: a weighted replacement
+        return WeightedClassificationLoss(_checked_weights(weights, len(weights), type(criterion).__name__))
     elif isinstance(criterion, v8DetectionLoss):
         weights = _checked_weights(weights, criterion.nc, type(criterion).__name__)
         criterion.bce = WeightedBCEWithLogitsLoss(weights.to(criterion.device))

@@ -24,22 +24,24 @@ from yolo_lightning.run_folder import (
     folder_from_launching_process,
     run_folder_of,
 )
+from yolo_lightning.models import model_config
 from yolo_lightning.module import YOLOModule
+from yolo_lightning.tasks import task_of
 
-DEFAULT_RUN_DIR = "runs/detect/train"  # weights land in runs/detect/train/weights/, as with Ultralytics
-RESULT_KEYS = (
-    "metrics/precision(B)", "metrics/recall(B)", "metrics/F1(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness",
-    "metrics/coco/mAP50(B)", "metrics/coco/mAP50-95(B)",
-)  # fmt: skip  (printed when logged; per-class values are in the table printed at each validation)
+RUN_FOLDERS = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}  # runs/<task>/<this>
+
+
+def _is_summary_key(key: str) -> bool:
+    """Printed after fit/validate: the mean metrics and fitness (per-class values are in the printed table)."""
+    return key == "fitness" or (key.startswith("metrics/") and (key.count("/") == 1 or key.startswith("metrics/coco/")))
 
 
 class YOLOLightningCLI(LightningCLI):
     """LightningCLI with yolo-lightning's classes, an Ultralytics run folder and best.pt/last.pt on by default."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint) and ``runs/detect/train`` as the run folder."""
+        """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint); the run folder defaults to ``runs/<task>/train``."""
         parser.add_lightning_class_args(UltralyticsCheckpoint, "checkpoint")
-        parser.set_defaults({"trainer.default_root_dir": DEFAULT_RUN_DIR})
 
     def before_instantiate_classes(self) -> None:
         """Ultralytics' ``amp=True`` default without ``--trainer.precision`` (``16-mixed`` on CUDA, else ``32-true``); for
@@ -47,6 +49,10 @@ class YOLOLightningCLI(LightningCLI):
         config = self.config[self.subcommand] if self.subcommand else self.config
         if config.trainer.precision is None:
             config.trainer.precision = default_precision(config.trainer.accelerator)
+        if config.trainer.default_root_dir is None:  # Ultralytics' runs/<task>/<train|val|test|predict>
+            model = config.model
+            task = task_of(model_config(model.model_yaml or model.model), model.task).name
+            config.trainer.default_root_dir = str(Path("runs", task, RUN_FOLDERS[self.subcommand]))
         if self.subcommand == "fit":
             self._choose_run_folder(config)
 
@@ -58,7 +64,7 @@ class YOLOLightningCLI(LightningCLI):
         an external launcher (torchrun, SLURM) every process starts alone and UltralyticsCheckpoint claims the folder on
         rank 0 when fitting starts.
         """
-        root = Path(config.trainer.default_root_dir or DEFAULT_RUN_DIR)
+        root = Path(config.trainer.default_root_dir)
         ckpt_path = config.get("ckpt_path")
         if ckpt_path:
             root = (run_folder_of(ckpt_path) if Path(ckpt_path).is_file() else None) or root
@@ -115,7 +121,7 @@ class YOLOLightningCLI(LightningCLI):
 
     def _print_results(self, stage: str) -> None:
         metrics = self.trainer.callback_metrics
-        lines = [f"  {key:<24} {float(metrics[key]):.4f}" for key in RESULT_KEYS if key in metrics]
+        lines = [f"  {key:<24} {float(value):.4f}" for key, value in metrics.items() if _is_summary_key(key)]
         checkpoint = self.trainer.checkpoint_callback
         if stage == "fit" and isinstance(checkpoint, UltralyticsCheckpoint) and checkpoint.best_model_score is not None:
             best = Path(checkpoint.best_model_path).with_suffix(".pt")

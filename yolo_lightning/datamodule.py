@@ -1,4 +1,4 @@
-"""``YOLODataModule``: Ultralytics' YOLODataset, augmentations and collate behind plain DataLoaders."""
+"""``YOLODataModule``: Ultralytics' datasets (every task), augmentations and collate behind plain DataLoaders."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
 from ultralytics.cfg import DEFAULT_CFG
-from ultralytics.data.build import (
-    ContiguousDistributedSampler,
-    build_yolo_dataset,
-    seed_worker,
-)
-from ultralytics.models.rtdetr.val import RTDETRDataset
+from ultralytics.data.build import ContiguousDistributedSampler, seed_worker
 from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
 
@@ -27,8 +22,10 @@ from yolo_lightning.dataset_checks import (
     SPLITS,
     DatasetError,
     count_images,
+    check_task_data,
     find_label_problems,
     image_files,
+    load_classification_config,
     load_data_config,
     missing_labels_message,
     report_label_problems,
@@ -41,10 +38,10 @@ from yolo_lightning.hyperparameters import (
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
-from yolo_lightning.synthetic import synthetic_data_yaml
+from yolo_lightning.synthetic import synthetic_data
+from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
 D = DEFAULT_CFG
-GRID_STRIDE = 32  # DetectionTrainer rounds imgsz to max(model stride, 32); every shipped detector has stride 32
 _ULTRALYTICS_SHUFFLE_SEED = 6148914691236517205  # build_dataloader's generator offset
 NON_DISTRIBUTED_RANK = -1  # Ultralytics' RANK outside DDP, part of its shuffle seed
 STAGE_SPLITS = {  # the data.yaml splits each Trainer function reads
@@ -129,16 +126,19 @@ class PaddingCollate:
 
 
 class YOLODataModule(L.LightningDataModule):
-    """Serve a YOLO-format detection dataset (a ``data.yaml``, or ``"synthetic"``) the way DetectionTrainer does.
+    """Serve an Ultralytics dataset the way the model's task trainer does: a ``data.yaml`` (detect, segment, pose, obb),
+    an image-folder tree (classify), or ``"synthetic"`` (the embedded shapes, in the task's format).
 
-    Argument names and defaults are Ultralytics' train arguments. ``batch`` is the global batch size: under DDP each
-    rank loads ``batch // world_size`` (validation twice that, as Ultralytics does).
+    The task is the trained module's (``YOLOModule.task``, inferred from its model as Ultralytics does); without a
+    module, detect. Argument names and defaults are Ultralytics' train arguments; ``imgsz`` defaults to the task's
+    (640, classify 224). ``batch`` is the global batch size: under DDP each rank loads ``batch // world_size``
+    (validation twice that, except OBB, as Ultralytics does).
     """
 
     def __init__(
         self,
         data: str = "synthetic",
-        imgsz: int = D.imgsz,
+        imgsz: int | None = None,
         batch: int = D.batch,
         workers: int = D.workers,
         seed: int = D.seed,
@@ -147,6 +147,8 @@ class YOLODataModule(L.LightningDataModule):
         single_cls: bool = D.single_cls,
         classes: list[int] | None = None,
         close_mosaic: int = D.close_mosaic,
+        overlap_mask: bool = D.overlap_mask,
+        mask_ratio: int = D.mask_ratio,
         hsv_h: float = D.hsv_h,
         hsv_s: float = D.hsv_s,
         hsv_v: float = D.hsv_v,
@@ -163,6 +165,8 @@ class YOLODataModule(L.LightningDataModule):
         cutmix: float = D.cutmix,
         copy_paste: float = D.copy_paste,
         copy_paste_mode: str = D.copy_paste_mode,
+        erasing: float = D.erasing,
+        auto_augment: str | None = D.auto_augment,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -171,12 +175,11 @@ class YOLODataModule(L.LightningDataModule):
             raise ConfigurationError(f"batch={batch!r} must be an integer >= 1 (Ultralytics' AutoBatch, batch=-1, is not supported).")
         if workers < 0:
             raise ConfigurationError(f"workers={workers!r} must be >= 0.")
-        imgsz = _round_imgsz(imgsz)
+        imgsz = _round_imgsz(imgsz) if imgsz is not None else None
         self.save_hyperparameters()
         self.hparams.imgsz = imgsz
-        self.hyp: IterableSimpleNamespace = ultralytics_namespace(
-            "YOLODataModule", **{k: self.hparams[k] for k in DATAMODULE_ARGS - {"data", "batch", "workers"}}, task="detect"
-        )
+        self._hyps: dict[str, IterableSimpleNamespace] = {}
+        self._hyp(DETECT)  # Ultralytics' range checks, at construction
         self.data_config: dict[str, Any] | None = None
         self.train_dataset: Dataset | None = None
         self.val_dataset: Dataset | None = None
@@ -186,6 +189,34 @@ class YOLODataModule(L.LightningDataModule):
         self.mosaic_closed = False
         self._sampler_state: dict[str, Any] | None = None
         self.predict_dataset: Dataset | None = None
+
+    @property
+    def task(self) -> Task:
+        """The task of the module being trained (detect without one)."""
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return getattr(module, "task", DETECT)
+
+    @property
+    def imgsz(self) -> int:
+        """``imgsz``, or the task's Ultralytics default (640; classify 224)."""
+        return self.hparams.imgsz or self.task.default_imgsz
+
+    @property
+    def hyp(self) -> IterableSimpleNamespace:
+        """Ultralytics' argument namespace the datasets read, for the current task."""
+        return self._hyp(self.task)
+
+    def _hyp(self, task: Task) -> IterableSimpleNamespace:
+        if task.name not in self._hyps:
+            args = {k: self.hparams[k] for k in DATAMODULE_ARGS - {"data", "batch", "workers", "imgsz"}}
+            imgsz = self.hparams.imgsz or task.default_imgsz
+            self._hyps[task.name] = ultralytics_namespace("YOLODataModule", **args, imgsz=imgsz, task=task.name)
+        return self._hyps[task.name]
+
+    @property
+    def data_path(self) -> str:
+        """What the data was read from: the data.yaml, or the classification folder (after ``setup``)."""
+        return self._data_source()
 
     @property
     def batch(self) -> int:
@@ -217,6 +248,8 @@ class YOLODataModule(L.LightningDataModule):
         Like Ultralytics' ``train_loader.reset()``, persistent workers are restarted so their dataset copies see it;
         call it before an epoch's iterator exists (``CloseMosaic`` does, at epoch start).
         """
+        if not hasattr(self.train_dataset, "close_mosaic"):  # classification: no mosaic to close
+            return
         rank_zero_info(f"Closing dataloader mosaic (close_mosaic={self.hparams.close_mosaic}).")
         self.mosaic_closed = True
         self.train_dataset.mosaic = False
@@ -238,16 +271,17 @@ class YOLODataModule(L.LightningDataModule):
     def prepare_data(self) -> None:
         """Once per node: write the synthetic dataset if asked, check the splits this run uses, build their caches."""
         fn = self.trainer.state.fn if self.trainer is not None else None
-        splits = STAGE_SPLITS.get(fn)  # without a Trainer function: every split the data.yaml has
-        config = load_data_config(self._data_yaml(), splits)
+        splits = STAGE_SPLITS.get(fn)  # without a Trainer function: every split the data has
+        config = self._load_config(splits, warn=True)
         for split in splits or SPLITS:
             if config.get(split):
-                self._check_labels(config, split, fn)
+                if self.task.finds_objects:  # label files; a classification tree was checked by _load_config
+                    self._check_labels(config, split, fn)
                 self._build_label_cache(config, split)
 
     def setup(self, stage: str) -> None:
-        """On every rank: resolve the data.yaml and build the datasets this stage needs."""
-        self.data_config = load_data_config(self._data_yaml(), STAGE_SPLITS[TrainerFn(stage)])
+        """On every rank: resolve the data and build the datasets this stage needs."""
+        self.data_config = self._load_config(STAGE_SPLITS[TrainerFn(stage)])
         if stage == "fit":
             self.train_dataset = self._build_dataset(self.data_config, "train", self._per_rank_batch("train"))
         if stage in {"fit", "validate"}:
@@ -294,7 +328,10 @@ class YOLODataModule(L.LightningDataModule):
         batch = self._per_rank_batch("val")
         world_size, rank = self._world()
         sampler = ContiguousValSampler(dataset, world_size, rank, batch) if world_size > 1 else None
-        collate = PaddingCollate(dataset.collate_fn) if getattr(sampler, "padding", False) else dataset.collate_fn
+        if world_size == 1 and self.task.val_shuffled:  # classify: build_dataloader's default shuffle, seeded alike
+            sampler = UltralyticsShuffleSampler(len(dataset), self.hparams.seed)
+        collate = _collate_fn(dataset)
+        collate = PaddingCollate(collate) if getattr(sampler, "padding", False) else collate
         return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2, collate=collate)
 
     def test_dataloader(self) -> DataLoader:
@@ -322,30 +359,32 @@ class YOLODataModule(L.LightningDataModule):
             num_workers=num_workers,
             prefetch_factor=prefetch if num_workers > 0 else None,
             pin_memory=torch.cuda.is_available(),
-            collate_fn=collate or dataset.collate_fn,
+            collate_fn=collate or _collate_fn(dataset),
             worker_init_fn=seed_worker,
             generator=worker_seeds,
             persistent_workers=num_workers > 0,  # as Ultralytics' InfiniteDataLoader: mosaic's image buffer persists
         )
 
-    def _data_yaml(self) -> str:
-        """Path of the data.yaml, generating the embedded synthetic dataset for ``data="synthetic"``."""
+    def _data_source(self) -> str:
+        """The data.yaml (or classification folder), generating the embedded synthetic dataset for ``"synthetic"``."""
         data = self.hparams.data
-        return str(synthetic_data_yaml()) if data == "synthetic" else data
+        return str(synthetic_data(self.task.name)) if data == "synthetic" else data
+
+    def _load_config(self, splits: tuple[str, ...] | None, warn: bool = False) -> dict[str, Any]:
+        """The checked dataset config for the task: a data.yaml's (plus the task's own keys) or a folder tree's."""
+        task = self.task
+        if not task.finds_objects:
+            return load_classification_config(self._data_source(), splits, warn=warn)
+        config = load_data_config(self._data_source(), splits)
+        for message in check_task_data(config, task.name, config.get("yaml_file")):
+            if warn:
+                warnings.warn(message, stacklevel=3)
+        return config
 
     def _build_dataset(self, config: dict[str, Any], split: str, batch: int) -> Dataset:
-        """The dataset DetectionTrainer builds (val: rect, pad 0.5), or RTDETRTrainer's for an RT-DETR module."""
+        """The dataset the task's trainer builds (detect: YOLODataset with rect validation; RT-DETR, classify: theirs)."""
         mode = "train" if split == "train" else "val"
-        if getattr(self.trainer and self.trainer.lightning_module, "is_rtdetr", False):
-            return RTDETRDataset(
-                img_path=config[split], imgsz=self.hyp.imgsz, batch_size=batch, augment=mode == "train",
-                hyp=self.hyp, rect=False, cache=self.hyp.cache or None, single_cls=self.hyp.single_cls,
-                prefix=f"{mode}: ", classes=self.hyp.classes, data=config,
-                fraction=self.hyp.fraction if mode == "train" else 1.0,
-            )  # fmt: skip
-        return build_yolo_dataset(
-            self.hyp, config[split], batch, config, mode=mode, rect=mode == "val", stride=GRID_STRIDE
-        )
+        return self.task.build_dataset(self.hyp, str(config[split]), batch, config, mode)
 
     def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
         """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines."""
@@ -356,16 +395,19 @@ class YOLODataModule(L.LightningDataModule):
             if fn != TrainerFn.PREDICTING:
                 warnings.warn(missing, stacklevel=2)
             return
-        problems = find_label_problems(source, config["nc"])
+        problems = find_label_problems(source, config["nc"], self.task.name, config.get("kpt_shape"))
         if not problems:
             return
         message = report_label_problems(problems, split)
-        if len({p.file for p in problems}) >= count_images(source):
+        if len({p.file for p in problems if p.skipped}) >= count_images(source):
             raise DatasetError(f"every image of the '{split}' split has an invalid label. {message}")
         warnings.warn(message, stacklevel=2)
 
     def _build_label_cache(self, config: dict[str, Any], split: str) -> None:
         """Build the split's dataset (Ultralytics writes its label cache); report the images it skipped as unusable."""
+        if not self.task.finds_objects:  # ClassificationDataset verifies (and reports) its images itself
+            self._build_dataset(config, split, self._per_rank_batch(split))
+            return
         # Only skipped images are opened again: Ultralytics' reason for an unreadable one is its failed HEIF import
         images = image_files(config[split])
         try:
@@ -388,17 +430,22 @@ class YOLODataModule(L.LightningDataModule):
             warnings.warn(f"{image}: skipped, {reason}", stacklevel=2)
 
     def _per_rank_batch(self, split: str) -> int:
-        """Per-rank batch: ``batch // world_size`` for training, twice that for validation."""
+        """Per-rank batch: ``batch // world_size`` for training, twice that for validation (OBB: the same)."""
         world_size, _ = self._world()
         batch = self.hparams.batch // world_size
         if batch < 1:
             raise ConfigurationError(f"batch={self.hparams.batch} is smaller than the number of processes ({world_size}).")
-        return batch if split == "train" else batch * 2
+        return batch if split == "train" else batch * self.task.val_batch_factor
 
     def _world(self) -> tuple[int, int]:
         """(world size, global rank) of the attached Trainer, (1, 0) without one."""
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+
+def _collate_fn(dataset: Dataset) -> Any:
+    """The dataset's own collate (YOLO datasets), else torch's default (classification's image-folder dataset)."""
+    return getattr(dataset, "collate_fn", None) or default_collate
 
 
 def _round_imgsz(imgsz: int) -> int:

@@ -13,15 +13,16 @@ from yolo_lightning.errors import ConfigurationError
 MODULE_ARGS = frozenset(
     {
         "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
-        "warmup_bias_lr", "nbs", "cos_lr", "box", "cls", "dfl", "freeze", "conf", "iou", "max_det", "nms",
-        "agnostic_nms", "channels_last", "plots",
+        "warmup_bias_lr", "nbs", "cos_lr", "box", "cls", "dfl", "pose", "kobj", "rle", "dropout", "freeze", "conf",
+        "iou", "max_det", "nms", "agnostic_nms", "channels_last", "plots",
     }
 )  # fmt: skip
 DATAMODULE_ARGS = frozenset(
     {
         "data", "imgsz", "batch", "workers", "seed", "cache", "fraction", "single_cls", "classes", "close_mosaic",
-        "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear", "perspective", "flipud", "fliplr",
-        "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "copy_paste_mode",
+        "overlap_mask", "mask_ratio", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear",
+        "perspective", "flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "copy_paste_mode",
+        "erasing", "auto_augment",
     }
 )  # fmt: skip
 # Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns instead.

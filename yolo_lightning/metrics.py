@@ -1,107 +1,217 @@
-"""Detection metrics as a torchmetrics ``Metric``: DDP-synced states, Ultralytics' ``DetMetrics`` for the numbers."""
+"""Validation metrics as torchmetrics ``Metric``s: DDP-synced states, Ultralytics' own metrics classes for the numbers.
+
+Validation runs each task's Ultralytics validator (``update_metrics``), which collects per-image statistics exactly as
+in Ultralytics; at the epoch's end these metrics take them over, gather them from every rank and let the task's
+metrics class (``DetMetrics``, ``SegmentMetrics``, ``PoseMetrics``, ``OBBMetrics``, ``ClassifyMetrics``) compute.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
-from ultralytics.utils.metrics import ConfusionMatrix, DetMetrics
+from ultralytics.utils.metrics import ClassifyMetrics, ConfusionMatrix, DetMetrics
+
+from yolo_lightning.reports import classification_table, per_class_table
+from yolo_lightning.tasks import DETECT, Task
 
 _NUM_IOU_THRESHOLDS = 10  # 0.50:0.05:0.95, as DetectionValidator.iouv
 MEAN_F1_KEY = "metrics/F1(B)"
-# Logged per class as ``metrics/<name>(B)/<class name>``: the attribute of Ultralytics' ``DetMetrics.box`` it reads.
+# Logged per class as ``metrics/<name>(<part>)/<class name>``: the attribute of Ultralytics' per-part Metric it reads.
 PER_CLASS_METRICS = {"precision": "p", "recall": "r", "F1": "f1", "mAP50": "ap50", "mAP50-95": "ap"}
 
 
-class DetectionMetrics(Metric):
-    """Precision, recall, mAP50, mAP50-95 and fitness exactly as Ultralytics' DetectionValidator computes them.
+def validation_metrics(task: Task, names: dict[int, str]) -> DetectionMetrics | ClassificationMetrics:
+    """The validation Metric of ``task``: object tasks share DetectionMetrics, classify has its own."""
+    return DetectionMetrics(names, task) if task.finds_objects else ClassificationMetrics(names)
 
-    ``update`` takes one image's matched predictions (the ``tp`` matrix from ``DetectionValidator._process_batch``);
-    ``compute`` gathers every rank's states and runs Ultralytics' ``DetMetrics.process`` (``ap_per_class``).
-    All states are 1-D float32 ``cat`` states, the layout torch.distributed gathers safely on every backend.
+
+class DetectionMetrics(Metric):
+    """Precision, recall, mAP50, mAP50-95 and fitness of each part (boxes, masks, keypoints) exactly as the task's
+    Ultralytics validator computes them, plus mean and per-class F1/P/R/AP of each part and the confusion matrix.
+
+    ``update`` takes per-image statistics as Ultralytics' metrics classes collect them (``DetMetrics.stats``: ``tp``,
+    ``conf``, ``pred_cls``, ``target_cls``, ``target_img``, plus ``tp_m`` for masks or ``tp_p`` for keypoints);
+    ``update_from(validator)`` takes what a validator's ``update_metrics`` collected. ``compute`` gathers every rank's
+    states and runs the task's metrics class (``ap_per_class``). All statistics are 1-D float32 ``cat`` states, the
+    layout torch.distributed gathers safely on every backend; the confusion matrix is summed.
     """
 
     full_state_update = False
     higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, names: dict[int, str], **kwargs) -> None:
+    def __init__(self, names: dict[int, str], task: Task = DETECT, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.names = dict(names)
-        for state in ("tp", "conf", "pred_cls", "target_cls", "target_img"):
-            self.add_state(state, default=[], dist_reduce_fx="cat")
+        self.task = task
+        self.stat_keys = tuple(task.metrics_class(names=self.names).stats)  # what the task's metrics class collects
+        for key in self.stat_keys:
+            self.add_state(key, default=[], dist_reduce_fx="cat")
         self.add_state("images", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.box_metrics: DetMetrics | None = None  # the last compute()'s full Ultralytics result (per-class arrays)
+        size = len(self.names) + 1  # + background
+        self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.float64), dist_reduce_fx="sum")
+        self.results: DetMetrics | None = None  # the last compute()'s full Ultralytics result (per-class arrays)
         self.image_count = 0  # images behind the last compute(), over every rank
+        self._stats: dict[str, np.ndarray] = {}
 
-    def update(self, tp: torch.Tensor, conf: torch.Tensor, pred_cls: torch.Tensor, target_cls: torch.Tensor) -> None:
-        """Add one image: ``tp`` (N, 10) bool, ``conf``/``pred_cls`` (N,), ``target_cls`` (M,)."""
+    def update(self, stats: dict[str, list[Any]], matrix: np.ndarray | None = None) -> None:
+        """Add images: ``stats[key]`` holds one array per image (as ``DetMetrics.stats``); ``matrix`` a confusion matrix."""
         device = self.device
-        self.tp.append(tp.to(device=device, dtype=torch.float32).flatten())
-        self.conf.append(conf.to(device=device, dtype=torch.float32).flatten())
-        self.pred_cls.append(pred_cls.to(device=device, dtype=torch.float32).flatten())
-        self.target_cls.append(target_cls.to(device=device, dtype=torch.float32).flatten())
-        self.target_img.append(torch.unique(self.target_cls[-1]))
-        self.images += 1
+        for key in self.stat_keys:
+            arrays = [np.asarray(a, dtype=np.float32).reshape(-1) for a in stats[key]]
+            if arrays:
+                getattr(self, key).append(torch.from_numpy(np.concatenate(arrays)).to(device))
+        self.images += len(stats[self.stat_keys[0]])
+        if matrix is not None:
+            self.matrix += torch.from_numpy(np.asarray(matrix, dtype=np.float64)).to(self.matrix)
+
+    def update_from(self, validator: Any) -> None:
+        """Take what the validator's ``update_metrics`` collected since its ``init_metrics``."""
+        self.update(validator.metrics.stats, validator.confusion_matrix.matrix)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        """Ultralytics' ``results_dict``, mean F1 (``metrics/F1(B)``) and every metric per class (``.../<name>``).
+        """Ultralytics' ``results_dict``, mean F1 of each part (``metrics/F1(B)``) and every metric per class.
 
         Per-class values are read at the confidence Ultralytics picks (max of the smoothed mean F1 curve), for the
         classes that have labels in the evaluated images (Ultralytics' ``ap_class_index``), as
-        ``validator.metrics.box.f1`` / ``.p`` / ``.r`` / ``.ap50`` / ``.ap`` hold them.
+        ``validator.metrics.box.f1`` / ``.p`` / ``.r`` / ``.ap50`` / ``.ap`` hold them (``.seg``/``.pose`` likewise).
         """
-        stats = {name: _as_numpy(getattr(self, name)) for name in ("tp", "conf", "pred_cls", "target_cls", "target_img")}
-        stats["tp"] = stats["tp"].reshape(-1, _NUM_IOU_THRESHOLDS).astype(bool)
-        metrics = DetMetrics(names=self.names)
-        metrics.stats = {key: [value] for key, value in stats.items()}
-        metrics.process()
-        self.box_metrics, self.image_count = metrics, int(self.images)
-        results = {**metrics.results_dict, MEAN_F1_KEY: float(np.mean(metrics.box.f1)) if len(metrics.box.f1) else 0.0}
-        results.update(per_class_results(metrics))
+        stats = {key: _as_numpy(getattr(self, key)) for key in self.stat_keys}
+        for key in self.stat_keys:
+            if key.startswith("tp"):  # (N, 10) match matrices at IoU 0.50:0.95
+                stats[key] = stats[key].reshape(-1, _NUM_IOU_THRESHOLDS).astype(bool)
+        self._stats = stats
+        metrics = self._process(stats)
+        self.results, self.image_count = metrics, int(self.images)
+        results = dict(metrics.results_dict)
+        for suffix, attribute in self.task.parts:
+            part = getattr(metrics, attribute)
+            results[f"metrics/F1({suffix})"] = float(np.mean(part.f1)) if len(part.f1) else 0.0
+            results.update(per_class_results(metrics, part, suffix))
         return {key: torch.tensor(float(value), device=self.device) for key, value in results.items()}
 
+    def _process(self, stats: dict[str, np.ndarray], **plot: Any) -> DetMetrics:
+        """The task's Ultralytics metrics class, processed on ``stats`` (``plot``: ``save_dir``, ``plot``, ``on_plot``)."""
+        metrics = self.task.metrics_class(names=self.names)
+        metrics.stats = {key: [value] for key, value in stats.items()}
+        metrics.process(**plot)
+        return metrics
 
-def per_class_results(metrics: DetMetrics) -> dict[str, float]:
-    """``metrics/<metric>(B)/<class name>`` for every class with labels, from a processed ``DetMetrics``."""
-    box = metrics.box
+    def confusion(self) -> ConfusionMatrix:
+        """Ultralytics' ``ConfusionMatrix`` holding the global matrix (ready for its ``plot``); after ``compute``."""
+        result = ConfusionMatrix(names=self.names, task="obb" if self.task.name == "obb" else "detect")
+        result.matrix = self.matrix.cpu().numpy()
+        return result
+
+    def draw(self, save_dir: Path, on_plot: Callable[..., None]) -> None:
+        """Ultralytics' curves of every part (F1/P/R/PR) and the confusion matrices into ``save_dir``."""
+        self._process(self._stats, save_dir=save_dir, plot=True, on_plot=on_plot)
+        for normalize in (True, False):
+            self.confusion().plot(normalize=normalize, save_dir=save_dir, on_plot=on_plot)
+
+    def table(self) -> str:
+        """Ultralytics' printed validation table (one column group per part) with F1 columns; after ``compute``."""
+        return per_class_table(self.results, self.task.parts, self.image_count)
+
+
+def per_class_results(metrics: DetMetrics, part: Any, suffix: str = "B") -> dict[str, float]:
+    """``metrics/<metric>(<suffix>)/<class name>`` for every class with labels, from one processed part."""
     return {
-        f"metrics/{metric}(B)/{metrics.names[int(c)]}": float(getattr(box, attribute)[j])
+        f"metrics/{metric}({suffix})/{metrics.names[int(c)]}": float(getattr(part, attribute)[j])
         for metric, attribute in PER_CLASS_METRICS.items()
-        for j, c in enumerate(box.ap_class_index)
+        for j, c in enumerate(part.ap_class_index)
     }
 
 
-class DetectionConfusionMatrix(Metric):
-    """Ultralytics' detection ``ConfusionMatrix`` as a torchmetrics ``Metric`` (summed over DDP ranks).
+class ClassificationMetrics(Metric):
+    """Top-1/top-5 accuracy and fitness exactly as Ultralytics' ClassificationValidator computes them, plus per-class
+    precision, recall and F1 of the top-1 prediction and the confusion matrix.
 
-    ``update`` runs ``ConfusionMatrix.process_batch`` (greedy one-to-one matching at IoU 0.45) on one image, as
-    DetectionValidator does when it plots; ``compute`` returns the global ``(nc + 1, nc + 1)`` matrix.
+    Ultralytics reports no per-class classification metric; these are yolo-lightning's own, over the validation
+    images: for class c, precision = top-1 predictions of c that are right / top-1 predictions of c, recall = images of
+    c predicted c / images of c, F1 their harmonic mean (0 when both are 0), logged as ``metrics/precision/<class>``,
+    ``metrics/recall/<class>``, ``metrics/F1/<class>``, with their mean over the classes with images as
+    ``metrics/precision``, ``metrics/recall``, ``metrics/F1``.
     """
 
     full_state_update = False
+    higher_is_better = True
     is_differentiable = False
 
-    def __init__(self, names: dict[int, str], **kwargs) -> None:
+    def __init__(self, names: dict[int, str], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.names = dict(names)
-        size = len(self.names) + 1  # + background
-        self.add_state("matrix", default=torch.zeros(size, size, dtype=torch.float64), dist_reduce_fx="sum")
+        self.top_k = min(len(self.names), 5)  # as ClassificationValidator.update_metrics
+        self.add_state("pred", default=[], dist_reduce_fx="cat")  # top-k class indices, flattened
+        self.add_state("target", default=[], dist_reduce_fx="cat")
+        self.results: ClassifyMetrics | None = None
+        self.image_count = 0
+        self._per_class: dict[str, np.ndarray] = {}
+        self._counts: dict[int, int] = {}
+        self._matrix: np.ndarray | None = None
 
-    def update(self, detections: dict[str, torch.Tensor], target: dict[str, Any], conf: float) -> None:
-        """Add one image's detections (``bboxes``/``conf``/``cls``) against its ``target`` (``bboxes``/``cls``)."""
-        image = ConfusionMatrix(names=self.names, task="detect")
-        image.process_batch(detections, target, conf=conf)
-        self.matrix += torch.from_numpy(image.matrix).to(self.matrix)
+    def update(self, pred: list[torch.Tensor], target: list[torch.Tensor]) -> None:
+        """Add batches: ``pred`` of shape (N, top_k) sorted by confidence, ``target`` (N,), as the validator keeps them."""
+        if pred:
+            self.pred.append(torch.cat(pred).to(self.device, torch.float32).reshape(-1))
+            self.target.append(torch.cat(target).to(self.device, torch.float32).reshape(-1))
 
-    def compute(self) -> ConfusionMatrix:
-        """Ultralytics' ``ConfusionMatrix`` holding the global matrix (ready for its ``plot``)."""
-        result = ConfusionMatrix(names=self.names, task="detect")
-        result.matrix = self.matrix.cpu().numpy()
+    def update_from(self, validator: Any) -> None:
+        """Take what the validator's ``update_metrics`` collected since its ``init_metrics``."""
+        self.update(validator.pred, validator.targets)
+
+    def compute(self) -> dict[str, torch.Tensor]:
+        """Ultralytics' ``results_dict`` (accuracy_top1/top5, fitness) and the per-class top-1 P/R/F1."""
+        pred = torch.from_numpy(_as_numpy(self.pred)).long().reshape(-1, self.top_k)
+        target = torch.from_numpy(_as_numpy(self.target)).long()
+        metrics = ClassifyMetrics()
+        metrics.process([target], [pred])
+        self.results, self.image_count = metrics, len(target)
+        matrix = ConfusionMatrix(names=self.names, task="classify")
+        matrix.process_cls_preds([pred], [target])
+        self._matrix = matrix.matrix
+        results = dict(metrics.results_dict)
+        results.update(self._per_class_results(pred[:, 0].numpy(), target.numpy()))
+        return {key: torch.tensor(float(value), device=self.device) for key, value in results.items()}
+
+    def _per_class_results(self, top1: np.ndarray, target: np.ndarray) -> dict[str, float]:
+        """Top-1 precision, recall and F1 of every class with validation images, and their means."""
+        results: dict[str, float] = {}
+        present = [c for c in self.names if (target == c).any()]
+        values = {"precision": [], "recall": [], "F1": []}
+        for c in present:
+            right = float(((top1 == c) & (target == c)).sum())
+            precision = right / max(float((top1 == c).sum()), 1.0)
+            recall = right / float((target == c).sum())
+            f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+            for metric, value in zip(values, (precision, recall, f1)):
+                values[metric].append(value)
+                results[f"metrics/{metric}/{self.names[c]}"] = value
+        for metric, per_class in values.items():
+            results[f"metrics/{metric}"] = float(np.mean(per_class)) if per_class else 0.0
+        self._per_class = {"classes": np.array(present), **{k: np.array(v) for k, v in values.items()}}
+        self._counts = {c: int((target == c).sum()) for c in present}
+        return results
+
+    def confusion(self) -> ConfusionMatrix:
+        """Ultralytics' classification ``ConfusionMatrix`` of the top-1 predictions; after ``compute``."""
+        result = ConfusionMatrix(names=self.names, task="classify")
+        result.matrix = self._matrix
         return result
+
+    def draw(self, save_dir: Path, on_plot: Callable[..., None]) -> None:
+        """The confusion matrices into ``save_dir`` (Ultralytics draws no curves for classification)."""
+        for normalize in (True, False):
+            self.confusion().plot(normalize=normalize, save_dir=save_dir, on_plot=on_plot)
+
+    def table(self) -> str:
+        """Top-1/top-5 accuracy and the per-class top-1 precision, recall and F1; after ``compute``."""
+        return classification_table(self.results, self.names, self._per_class, self._counts, self.image_count)
 
 
 def _as_numpy(state: list[torch.Tensor] | torch.Tensor) -> np.ndarray:

@@ -1,62 +1,54 @@
-"""Build the Ultralytics detection model a YOLOModule wraps, from a model YAML or a ``.pt`` checkpoint."""
+"""Build the Ultralytics network a YOLOModule wraps, for its task, from a model YAML or a ``.pt`` checkpoint."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 import ultralytics
 from torch import nn
-from ultralytics.nn.tasks import (
-    DetectionModel,
-    RTDETRDetectionModel,
-    load_checkpoint,
-    yaml_model_load,
-)
+from ultralytics.nn.tasks import ClassificationModel, load_checkpoint, yaml_model_load
 
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.tasks import Task
 
 _MODEL_CFG_DIR = Path(ultralytics.__file__).parent / "cfg" / "models"
 _SCALES = "nslmx"
 
 
-def build_detection_model(model: str | dict, nc: int, names: dict[int, str]) -> DetectionModel:
-    """Build a ``DetectionModel`` (or ``RTDETRDetectionModel``) with ``nc`` classes, as DetectionTrainer.get_model does.
+def model_config(source: str | dict[str, Any]) -> dict[str, Any]:
+    """The parsed model YAML of a source: a YAML name or path, a ``.pt`` checkpoint's ``yaml``, or the dict itself."""
+    if isinstance(source, dict):
+        return dict(source)
+    if str(source).endswith(".pt"):
+        return _load_weights(source).yaml
+    if str(source).endswith((".yaml", ".yml")):
+        return _load_model_yaml(source)
+    raise ConfigurationError(f"model={source!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
+
+
+def build_model(
+    task: Task, source: str | dict[str, Any], names: dict[int, str], data: dict[str, Any] | None = None
+) -> nn.Module:
+    """Build the task's network for ``names``, as the task's trainer ``get_model`` does.
 
     A ``.pt`` source is loaded with Ultralytics' ``load_checkpoint`` and its weights transferred with ``model.load``
     (shape-matching tensors only, so a different ``nc`` keeps the backbone and neck). A dict is a parsed model YAML
-    (the architecture a checkpoint carries): the network is built from it with fresh weights.
+    (the architecture a checkpoint carries): the network is built from it with fresh weights. ``data`` (the dataset's
+    config) supplies what the task takes from it (pose: ``kpt_shape``).
     """
-    weights = None
-    if isinstance(model, dict):
-        cfg = dict(model)
-    elif str(model).endswith(".pt"):
-        weights = _load_weights(model)
-        cfg = weights.yaml
-    elif str(model).endswith((".yaml", ".yml")):
-        cfg = _load_model_yaml(model)
-    else:
-        raise ConfigurationError(f"model={model!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
-    model_class = RTDETRDetectionModel if is_rtdetr_config(cfg) else DetectionModel
-    detector = model_class(cfg, nc=nc, verbose=False)
-    detector.nc = nc  # as DetectionTrainer.set_model_attributes (RT-DETR's loss reads it)
-    detector.names = dict(names)  # before load(), so class heads can remap by name like Ultralytics
+    weights = _load_weights(source) if isinstance(source, str) and source.endswith(".pt") else None
+    cfg = weights.yaml if weights is not None else model_config(source)
+    kwargs = task.model_kwargs(data) if data is not None else {}
+    network = task.model_class(cfg, nc=len(names), verbose=False, **kwargs)
+    network.nc = len(names)  # as DetectionTrainer.set_model_attributes (RT-DETR's loss reads it)
+    network.names = dict(names)  # before load(), so class heads can remap by name like Ultralytics
     if weights is not None:
-        detector.load(weights, verbose=False)
-    return detector
-
-
-def is_rtdetr_source(model: str | dict) -> bool:
-    """True when a model YAML, a parsed YAML dict or a ``.pt`` checkpoint describes an RT-DETR detector."""
-    if isinstance(model, dict):
-        return is_rtdetr_config(model)
-    cfg = _load_weights(model).yaml if str(model).endswith(".pt") else _load_model_yaml(model)
-    return is_rtdetr_config(cfg)
-
-
-def is_rtdetr_config(cfg: dict) -> bool:
-    """True when a parsed model YAML ends in an RT-DETR decoder head."""
-    return any("RTDETRDecoder" in str(layer[2]) for layer in cfg.get("head", []))
+        network.load(weights, verbose=False)
+        if isinstance(network, ClassificationModel):  # ClassificationTrainer.setup_model: a head for these classes
+            ClassificationModel.reshape_outputs(network, len(names))
+    return network
 
 
 def _load_weights(path: str) -> nn.Module:

@@ -1,4 +1,4 @@
-"""``YOLOModule``: an Ultralytics detector, its own loss and DetectionTrainer's recipe as a LightningModule."""
+"""``YOLOModule``: an Ultralytics model of any task, its own loss and its trainer's recipe as a LightningModule."""
 
 from __future__ import annotations
 
@@ -15,11 +15,8 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.detection import MeanAveragePrecision
 from ultralytics.cfg import DEFAULT_CFG
-from ultralytics.models.rtdetr.val import RTDETRValidator
 from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.nn.tasks import DetectionModel, RTDETRDetectionModel
 from ultralytics.utils import IterableSimpleNamespace
-from ultralytics.utils.metrics import ConfusionMatrix
 
 from yolo_lightning.allocator import keep_freed_memory_for_reuse
 from yolo_lightning.version import yolo_lightning_version
@@ -40,24 +37,33 @@ from yolo_lightning.hyperparameters import (
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
-from yolo_lightning.metrics import DetectionConfusionMatrix, DetectionMetrics, EpochLossMeans
-from yolo_lightning.models import build_detection_model, is_rtdetr_source
+from yolo_lightning.metrics import ClassificationMetrics, DetectionMetrics, EpochLossMeans, validation_metrics
+from yolo_lightning.models import build_model, model_config
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
-from yolo_lightning.reports import log_images, per_class_table, save_validation_plots
+from yolo_lightning.reports import log_images, save_validation_plots
+from yolo_lightning.tasks import Task, task_of
 
 D = DEFAULT_CFG
 DEFAULT_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step clips at this norm
+DATA_ARGS_IN_MODEL_ARGS = ("batch", "single_cls", "overlap_mask", "mask_ratio")  # read by losses and validators
 
 
 class YOLOModule(L.LightningModule):
-    """Train and validate an Ultralytics detector exactly as ``DetectionTrainer`` does, inside ``lightning.Trainer``.
+    """Train and validate an Ultralytics model of any task (detect, segment, pose, obb, classify; RT-DETR) exactly as
+    its Ultralytics trainer does (``DetectionTrainer``, ``SegmentationTrainer``...), inside ``lightning.Trainer``.
 
-    Hyper-parameters keep Ultralytics' train-argument names and defaults. The network is built in ``setup`` once the
-    datamodule's class names are known (or at once when ``names`` is given, as when loading a checkpoint).
+    Hyper-parameters keep Ultralytics' train-argument names and defaults. The task comes from the model, as Ultralytics
+    infers it; everything that differs per task is read from its ``Task`` description (``yolo_lightning.tasks``). The
+    network is built in ``setup`` once the datamodule's class names are known (or at once when ``names`` is given, as
+    when loading a checkpoint).
 
     Args:
-        model: A model YAML shipped with Ultralytics (``yolo26n.yaml``, ``yolov8n.yaml``, ``rtdetr-l.yaml``...), a YAML
-            path, or a local ``.pt`` checkpoint whose weights are transferred (also when ``nc`` differs).
+        model: A model YAML shipped with Ultralytics (``yolo26n.yaml``, ``yolo26n-seg.yaml``, ``yolo11n-pose.yaml``,
+            ``yolov8n-obb.yaml``, ``yolo26n-cls.yaml``, ``rtdetr-l.yaml``...), a YAML path, or a local ``.pt``
+            checkpoint whose weights are transferred (also when ``nc`` differs).
+        task: Ultralytics' ``task``; inferred from the model when omitted, and an error when the model does not fit.
+        box, cls, dfl, pose, kobj, rle: loss gains, as Ultralytics names them (pose, kobj, rle: pose models).
+        dropout: classification head dropout (classify models).
         freeze: Ultralytics' ``freeze``: the first N layers, or a list of layer indices / parameter-name fragments.
         conf, iou, max_det, nms, agnostic_nms: validation settings, as ``DetectionValidator`` uses them
             (``nms=False`` validates YOLO26's end-to-end one-to-one head).
@@ -81,7 +87,8 @@ class YOLOModule(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "yolo26n.yaml",
+        model: str | dict[str, Any] = "yolo26n.yaml",
+        task: str | None = None,
         optimizer: str = D.optimizer,
         lr0: float = D.lr0,
         lrf: float = D.lrf,
@@ -95,6 +102,10 @@ class YOLOModule(L.LightningModule):
         box: float = D.box,
         cls: float = D.cls,
         dfl: float = D.dfl,
+        pose: float = D.pose,
+        kobj: float = D.kobj,
+        rle: float = D.rle,
+        dropout: float = D.dropout,
         freeze: int | list[int | str] | None = None,
         conf: float | None = None,
         iou: float = D.iou,
@@ -128,10 +139,12 @@ class YOLOModule(L.LightningModule):
                 f"(got class_weights={class_weights!r}); drop it or switch to 'inverse_frequency'."
             )
         ultralytics_namespace("YOLOModule", **{k: v for k, v in locals().items() if k in MODULE_ARGS})  # range checks
+        self.task: Task = task_of(model_config(model_yaml or model), task)
+        if map_cross_check and not self.task.coco_cross_check:
+            raise ConfigurationError(f"map_cross_check=True compares axis-aligned boxes: detect models only, not {self.task.name}.")
         self.save_hyperparameters()
-        self.model: DetectionModel | None = None
-        self.val_metrics: DetectionMetrics | None = None
-        self.val_confusion: DetectionConfusionMatrix | None = None
+        self.model: nn.Module | None = None
+        self.val_metrics: DetectionMetrics | ClassificationMetrics | None = None
         self.val_coco_map: MeanAveragePrecision | None = None
         self._plotting = False
         self._validator: DetectionValidator | None = None
@@ -153,9 +166,7 @@ class YOLOModule(L.LightningModule):
     @property
     def is_rtdetr(self) -> bool:
         """True for an RT-DETR detector (the datamodule then serves RTDETRDataset, as RTDETRTrainer does)."""
-        if self.model is not None:
-            return isinstance(self.model, RTDETRDetectionModel)
-        return is_rtdetr_source(self.hparams.model_yaml or self.hparams.model)
+        return self.task.is_rtdetr
 
     def setup(self, stage: str) -> None:
         """Build the network for the datamodule's classes and attach Ultralytics' argument namespace to it."""
@@ -169,8 +180,37 @@ class YOLOModule(L.LightningModule):
             self._check_classes_match_the_data()
         self.model.args = self.ultralytics_args()
         self.model.end2end = self.hparams.nms is False
+        self._set_model_attributes()
         self._validator = self._make_validator()
+        if stage == "fit" and self.task.finds_objects:
+            self._check_max_det()
         self.class_weight_values = self._resolve_class_weights()
+
+    def _data(self) -> dict[str, Any] | None:
+        """The attached datamodule's dataset config (its data.yaml's contents), if any."""
+        return getattr(getattr(self._trainer, "datamodule", None), "data_config", None)
+
+    def _set_model_attributes(self) -> None:
+        """What the task's trainer sets on its model: the data's task attributes (pose keypoints), the classification
+        head's dropout and the inference transforms classify exports carry."""
+        data = self._data()
+        if data is not None:
+            for name, value in self.task.data_attributes(data, len(self.model.names)).items():
+                setattr(self.model, name, value)
+        for module in self.model.modules():
+            if isinstance(module, nn.Dropout) and self.hparams.dropout:
+                module.p = self.hparams.dropout
+        val_dataset = getattr(getattr(self._trainer, "datamodule", None), "val_dataset", None)
+        if hasattr(val_dataset, "torch_transforms"):  # ClassificationTrainer.get_dataloader attaches them
+            self.model.transforms = val_dataset.torch_transforms
+
+    def _check_max_det(self) -> None:
+        """DetectionTrainer's ``_check_max_det``: raise ``max_det`` to the most objects an image of the data holds."""
+        datamodule = self.trainer.datamodule
+        datasets = {"train": datamodule.train_dataset, "val": datamodule.val_dataset}
+        DetectionValidator._check_max_det(self.model.args, {k: v for k, v in datasets.items() if v is not None})
+        self._validator.args.max_det = self.model.args.max_det
+        self.model.set_head_attr(max_det=self.model.args.max_det)
 
     def _check_fit_settings(self) -> None:
         """Reject Trainer settings the recipe cannot follow, before anything is built for them."""
@@ -223,12 +263,11 @@ class YOLOModule(L.LightningModule):
                 self.model.to(memory_format=torch.channels_last)
 
     def _build(self, names: dict[int, str]) -> None:
-        """Build the detector and its metric for ``names``; apply ``freeze``."""
+        """Build the network and its metric for ``names``; apply ``freeze``."""
         names = {int(k): str(v) for k, v in names.items()}
         self.hparams.names = names  # saved with checkpoints: load_from_checkpoint rebuilds the same network
-        self.model = build_detection_model(self.hparams.model_yaml or self.hparams.model, nc=len(names), names=names)
-        self.val_metrics = DetectionMetrics(names)
-        self.val_confusion = DetectionConfusionMatrix(names)
+        self.model = build_model(self.task, self.hparams.model_yaml or self.hparams.model, names, self._data())
+        self.val_metrics = validation_metrics(self.task, names)
         if self.hparams.map_cross_check:
             self.val_coco_map = MeanAveragePrecision(
                 box_format="xyxy", iou_type="bbox", max_detection_thresholds=[1, 10, 300], backend="faster_coco_eval"
@@ -250,7 +289,7 @@ class YOLOModule(L.LightningModule):
             dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
             if dataset is None:  # validate/test/predict: no training labels here
                 return self.class_weight_values
-            counts = class_instance_counts(dataset.labels, len(names))
+            counts = class_instance_counts(dataset, len(names))
         weights = resolve_class_weights(spec, names, counts, self.hparams.class_weights_power)
         if weights is not None:
             rank_zero_info("class_weights: " + ", ".join(f"{names[i]} {w:.3f}" for i, w in enumerate(weights.tolist())))
@@ -261,12 +300,15 @@ class YOLOModule(L.LightningModule):
         trainer = self._trainer
         epochs = trainer.max_epochs if trainer is not None and trainer.max_epochs and trainer.max_epochs > 0 else 1
         datamodule = getattr(trainer, "datamodule", None)
-        data_args = {k: datamodule.hparams[k] for k in ("imgsz", "batch", "single_cls")} if datamodule else {}
-        if getattr(datamodule, "data_config", None):
-            data_args["data"] = str(datamodule.data_config["yaml_file"])  # lets YOLO("best.pt").val() find the data
+        data_args = {}
+        if datamodule is not None:
+            data_args = {k: datamodule.hparams[k] for k in DATA_ARGS_IN_MODEL_ARGS if k in datamodule.hparams}
+            data_args["imgsz"] = datamodule.imgsz
+            if getattr(datamodule, "data_config", None):
+                data_args["data"] = datamodule.data_path  # lets YOLO("best.pt").val() find the data
         module_args = {k: self.hparams[k] for k in MODULE_ARGS}
         return ultralytics_namespace(
-            "YOLOModule", **module_args, **data_args, epochs=epochs, model=self._model_name(), task="detect"
+            "YOLOModule", **module_args, **data_args, epochs=epochs, model=self._model_name(), task=self.task.name
         )
 
     def _model_name(self) -> str:
@@ -286,15 +328,12 @@ class YOLOModule(L.LightningModule):
             k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(("metrics/", "val/", "fitness"))
         }
 
-    def _make_validator(self) -> DetectionValidator:
-        """A DetectionValidator (RTDETRValidator for RT-DETR) whose NMS and matching validation_step reuses."""
-        validator_class = RTDETRValidator if self.is_rtdetr else DetectionValidator
+    def _make_validator(self) -> Any:
+        """The task's Ultralytics validator, whose preprocess, post-processing (NMS) and matching validation reuses."""
         save_dir = Path(self._trainer.default_root_dir) if self._trainer is not None else Path.cwd()
-        validator = validator_class(save_dir=save_dir, args={**vars(self.model.args), "plots": False, "mode": "val"})
-        validator.names, validator.nc = self.model.names, len(self.model.names)
-        validator.end2end = self.model.end2end
-        if validator.end2end:
-            self.model.set_head_attr(max_det=validator.args.max_det, agnostic_nms=validator.args.agnostic_nms)
+        validator = self.task.validator_class(save_dir=save_dir, args={**vars(self.model.args), "plots": False, "mode": "val"})
+        validator.training = True  # as inside BaseTrainer: no dataloader of its own, no max_det re-check
+        validator.data = self._data() or {"names": self.model.names, "kpt_shape": getattr(self.model, "kpt_shape", None)}
         return validator
 
     # -------------------------------------------------------------------------------------------------- freezing
@@ -456,41 +495,41 @@ class YOLOModule(L.LightningModule):
         return torch.autocast(self.device.type, enabled=False)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Validation loss plus NMS and IoU matching by DetectionValidator's own methods, into ``val_metrics``."""
+        """Validation loss, then the task validator's own post-processing (NMS) and matching, as Ultralytics runs them."""
         if batch.get(PADDING_KEY):  # an idle DDP rank's stand-in batch (see ContiguousValSampler)
             return
-        batch = self._preprocess(batch)
+        batch = self._validator.preprocess(batch)  # the task's: images to float (and /255), masks, keypoints
         with self._evaluation_autocast():
             preds = self.model(batch["img"])
             self._val_losses.update(self.model.loss(batch, preds)[1])
         with self._float32():
-            self._update_metrics(preds, batch)
-
-    def _update_metrics(self, preds: Any, batch: dict[str, Any]) -> None:
-        """DetectionValidator's NMS and IoU matching per image, into the metrics."""
-        for i, detections in enumerate(self._validator.postprocess(preds)):
-            target = self._validator._prepare_batch(i, batch)
-            tp = self._validator._process_batch(detections, target)["tp"]
-            self.val_metrics.update(torch.from_numpy(tp), detections["conf"], detections["cls"], target["cls"])
-            if self._plotting:
-                self.val_confusion.update(detections, target, conf=self._validator.args.conf)
+            predictions = self._validator.postprocess(preds)
+            self._validator.update_metrics(predictions, batch)  # collected per image, taken over at the epoch's end
             if self.val_coco_map is not None:
-                self.val_coco_map.update(
-                    [{"boxes": detections["bboxes"], "scores": detections["conf"], "labels": detections["cls"].long()}],
-                    [{"boxes": target["bboxes"], "labels": target["cls"].long()}],
-                )
+                self._update_coco_map(predictions, batch)
+
+    def _update_coco_map(self, detections: list[dict[str, torch.Tensor]], batch: dict[str, Any]) -> None:
+        """torchmetrics' COCO mAP on the same detections and targets (``map_cross_check``)."""
+        for i, found in enumerate(detections):
+            target = self._validator._prepare_batch(i, batch)
+            self.val_coco_map.update(
+                [{"boxes": found["bboxes"], "scores": found["conf"], "labels": found["cls"].long()}],
+                [{"boxes": target["bboxes"], "labels": target["cls"].long()}],
+            )
 
     def on_validation_epoch_start(self) -> None:
         """Plot (like Ultralytics) after the last epoch of ``fit`` and in ``validate``/``test``, never in sanity checks."""
         trainer = self.trainer
         last_epoch = trainer.state.fn != TrainerFn.FITTING or trainer.current_epoch == trainer.max_epochs - 1
         self._plotting = bool(self.hparams.plots) and last_epoch and not trainer.sanity_checking
-        self.val_confusion.reset()  # reset here, not at epoch end, so the last matrix stays inspectable
+        self._validator.args.plots = self._plotting  # the validator then fills its confusion matrix too
+        self._validator.init_metrics(self.model)  # empty statistics for this epoch
         self._val_losses.reset()
         self._validated_weights_finite = finite_flag(self.model.state_dict().values())  # the EMA in fit; no sync
 
     def on_validation_epoch_end(self) -> None:
-        """Log Ultralytics' metric keys, mean and per-class F1/P/R/AP over every rank's images; print the table."""
+        """Log Ultralytics' metric keys, mean and per-class values over every rank's images; print the table."""
+        self.val_metrics.update_from(self._validator)
         results = {**self._val_losses.compute(self.device), **self.val_metrics.compute()}  # both over every rank
         self.val_metrics.reset()
         if not bool(self._validated_weights_finite):  # NaN weights find nothing: their metrics are NaN, not 0
@@ -500,16 +539,15 @@ class YOLOModule(L.LightningModule):
             self.val_coco_map.reset()
             results.update({"metrics/coco/mAP50(B)": coco["map_50"], "metrics/coco/mAP50-95(B)": coco["map"]})
         self._log_epoch_values(results)  # global values already: the all-reduce mean leaves them as they are
-        confusion = self.val_confusion.compute() if self._plotting else None  # on every rank: it synchronises
         if not self.trainer.sanity_checking:
-            rank_zero_info(per_class_table(self.val_metrics.box_metrics, self.val_metrics.image_count))
+            rank_zero_info(self.val_metrics.table())
         if self._plotting:
-            self._save_plots(confusion)
+            self._save_plots()
 
     @rank_zero_only
-    def _save_plots(self, confusion: ConfusionMatrix) -> None:
+    def _save_plots(self) -> None:
         """Ultralytics' curves and confusion matrices into the run folder, and to loggers that take images."""
-        paths = save_validation_plots(self.val_metrics.box_metrics, confusion, Path(self.trainer.default_root_dir))
+        paths = save_validation_plots(self.val_metrics, Path(self.trainer.default_root_dir))
         log_images(self.loggers, paths, step=self.global_step)
         rank_zero_info(f"Plots saved to {Path(self.trainer.default_root_dir).resolve()}: {', '.join(p.name for p in paths)}")
 
@@ -526,24 +564,27 @@ class YOLOModule(L.LightningModule):
         self.on_validation_epoch_end()
 
     def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Detections per image after NMS, boxes as xyxy pixels of the original image (like ``Results.boxes``)."""
+        """Per image, the task's predictions after post-processing: boxes (and masks, keypoints, angles) in pixels of
+        the original image, or class probabilities for classify."""
         if batch.get(PADDING_KEY):  # an idle DDP rank's stand-in batch (see ContiguousValSampler)
             return []
-        batch = self._preprocess(batch)
+        batch = self._validator.preprocess(batch)
         with self._evaluation_autocast():
             preds = self.model(batch["img"])
         with self._float32():
-            detections = self._validator.postprocess(preds)
+            found = self._validator.postprocess(preds)
+        if not self.task.finds_objects:
+            return [{"probs": probs} for probs in found]
         results = []
-        for i, found in enumerate(detections):
+        for i, predictions in enumerate(found):
             image = self._validator._prepare_batch(i, batch)
-            boxes = self._validator.scale_preds(found, image)["bboxes"]
-            results.append({"im_file": image["im_file"], "boxes": boxes, "conf": found["conf"], "cls": found["cls"]})
+            results.append({"im_file": image["im_file"], **self._validator.scale_preds(predictions, image)})
         return results
 
     def _preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """DetectionTrainer.preprocess_batch: uint8 images to float in [0, 1] (the batch is already on the device)."""
-        batch["img"] = batch["img"].float() / 255
+        """The trainer's ``preprocess_batch``: uint8 images to float in [0, 1] (classification datasets give floats)."""
+        if self.task.images_are_uint8:
+            batch["img"] = batch["img"].float() / 255
         return batch
 
     # -------------------------------------------------------------------------------------------------- helpers

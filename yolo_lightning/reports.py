@@ -8,28 +8,57 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from ultralytics.utils.metrics import ConfusionMatrix, DetMetrics
+from ultralytics.utils.metrics import DetMetrics
 
-_COLUMNS = ("Class", "Images", "Instances", "P", "R", "F1", "mAP50", "mAP50-95")
+_VALUES = ("P", "R", "F1", "mAP50", "mAP50-95")
+_PART_NAMES = {"B": "Box", "M": "Mask", "P": "Pose"}
 
 
-def per_class_table(metrics: DetMetrics, images: int) -> str:
-    """Ultralytics' validation table plus an F1 column: an ``all`` row over ``images``, then one row per labelled class."""
-    box = metrics.box
-    rows = [("all", images, int(metrics.nt_per_class.sum()))]
-    values = [(box.mp, box.mr, float(np.mean(box.f1)) if len(box.f1) else 0.0, box.map50, box.map)]
-    for j, c in enumerate(box.ap_class_index):
-        rows.append((metrics.names[int(c)], int(metrics.nt_per_image[c]), int(metrics.nt_per_class[c])))
-        values.append((box.p[j], box.r[j], box.f1[j], box.ap50[j], box.ap[j]))
-    width = max(len(_COLUMNS[0]), *(len(str(r[0])) for r in rows))
-    lines = [f"{_COLUMNS[0]:>{width}}" + "".join(f"{c:>11}" for c in _COLUMNS[1:])]
-    for (name, image_count, instances), numbers in zip(rows, values):
-        lines.append(f"{name:>{width}}{image_count:>11}{instances:>11}" + "".join(f"{float(v):>11.3f}" for v in numbers))
+def per_class_table(metrics: DetMetrics, parts: tuple[tuple[str, str], ...], images: int) -> str:
+    """Ultralytics' validation table plus F1 columns: an ``all`` row over ``images``, then one row per labelled class;
+    one column group (P, R, F1, mAP50, mAP50-95) per evaluated part (Box, and Mask or Pose)."""
+    groups = [getattr(metrics, attribute) for _, attribute in parts]
+    header = ["Class", "Images", "Instances"]
+    for suffix, _ in parts:  # one part: plain names; several: Ultralytics' "Box(P ... mAP50-95)" groups
+        named = len(parts) > 1
+        header += [f"{_PART_NAMES[suffix]}(P" if named else "P", *_VALUES[1:-1], "mAP50-95)" if named else "mAP50-95"]
+    rows = [["all", images, int(metrics.nt_per_class.sum())] + [v for g in groups for v in _means(g)]]
+    for j, c in enumerate(groups[0].ap_class_index):
+        counts = [metrics.names[int(c)], int(metrics.nt_per_image[c]), int(metrics.nt_per_class[c])]
+        rows.append(counts + [v for g in groups for v in (g.p[j], g.r[j], g.f1[j], g.ap50[j], g.ap[j])])
+    return _format(header, rows)
+
+
+def classification_table(
+    metrics: Any, names: dict[int, str], per_class: dict[str, Any], counts: dict[int, int], images: int
+) -> str:
+    """Top-1/top-5 accuracy over ``images``, then yolo-lightning's per-class top-1 precision, recall and F1."""
+    lines = [f"{'all':>12}{images:>11} images   top1_acc {metrics.top1:.3f}   top5_acc {metrics.top5:.3f}"]
+    rows = [
+        [names[int(c)], counts[int(c)], per_class["precision"][j], per_class["recall"][j], per_class["F1"][j]]
+        for j, c in enumerate(per_class.get("classes", []))
+    ]
+    return "\n".join([*lines, _format(["Class", "Images", "P(top1)", "R(top1)", "F1(top1)"], rows)])
+
+
+def _means(part: Any) -> list[float]:
+    """Mean P, R, F1, mAP50, mAP50-95 of one part."""
+    return [part.mp, part.mr, float(np.mean(part.f1)) if len(part.f1) else 0.0, part.map50, part.map]
+
+
+def _format(header: list[str], rows: list[list[Any]]) -> str:
+    """Right-aligned columns: a text first column, counts as integers, metrics with 3 decimals."""
+    width = max(len(header[0]), *(len(str(r[0])) for r in rows)) if rows else len(header[0])
+    lines = [f"{header[0]:>{width}}" + "".join(f"{h:>11}" for h in header[1:])]
+    for row in rows:
+        cells = [f"{v:>11}" if isinstance(v, (int, np.integer)) else f"{float(v):>11.3f}" for v in row[1:]]
+        lines.append(f"{row[0]:>{width}}" + "".join(cells))
     return "\n".join(lines)
 
 
-def save_validation_plots(metrics: DetMetrics, confusion: ConfusionMatrix | None, save_dir: Path) -> list[Path]:
-    """Ultralytics' F1/P/R/PR curves and confusion matrices (raw and normalised) written atomically into ``save_dir``.
+def save_validation_plots(metrics: Any, save_dir: Path) -> list[Path]:
+    """The metric's plots (Ultralytics' curves and confusion matrices, its ``draw``) written atomically into
+    ``save_dir``.
 
     Each figure is drawn into a temporary folder next to ``save_dir`` and moved into place, so a crash never leaves a
     half-written image. Returns the final paths.
@@ -37,15 +66,11 @@ def save_validation_plots(metrics: DetMetrics, confusion: ConfusionMatrix | None
     save_dir.mkdir(parents=True, exist_ok=True)
     drawn: list[Path] = []
     with tempfile.TemporaryDirectory(dir=save_dir, prefix=".plots-") as scratch:
-        scratch_dir = Path(scratch)
 
         def collect(path: str | Path, data: Any = None) -> None:
             drawn.append(Path(path))
 
-        metrics.process(save_dir=scratch_dir, plot=True, on_plot=collect)
-        if confusion is not None:
-            for normalize in (True, False):
-                confusion.plot(normalize=normalize, save_dir=scratch_dir, on_plot=collect)
+        metrics.draw(Path(scratch), on_plot=collect)
         final = []
         for path in drawn:
             target = save_dir / path.name

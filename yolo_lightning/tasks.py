@@ -8,8 +8,7 @@ models, validators, metrics classes and datasets), so every task keeps Ultralyti
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
@@ -69,6 +68,17 @@ def _pose_model_kwargs(data: dict[str, Any]) -> dict[str, Any]:
     return {"data_kpt_shape": list(data["kpt_shape"])}
 
 
+def _no_data_attributes(data: dict[str, Any], nc: int) -> dict[str, Any]:
+    return {}
+
+
+def _pose_attributes(data: dict[str, Any], nc: int) -> dict[str, Any]:
+    """PoseTrainer.set_model_attributes: keypoint shape, OKS sigmas and keypoint names (default "0", "1"...)."""
+    kpt_shape = list(data["kpt_shape"])
+    names = data.get("kpt_names") or {i: [str(k) for k in range(kpt_shape[0])] for i in range(nc)}
+    return {"kpt_shape": kpt_shape, "kpt_oks_sigmas": data.get("kpt_oks_sigmas"), "kpt_names": names}
+
+
 @dataclass(frozen=True)
 class Task:
     """What one Ultralytics task changes, read by every part of yolo-lightning instead of branching on its name.
@@ -82,12 +92,14 @@ class Task:
         parts: ``(key suffix, metrics attribute)`` of each evaluated part, e.g. ``("M", "seg")``: ``metrics/mAP50(M)``.
         build_dataset: ``(hyp, path, batch, data, mode) -> Dataset``, as the task's trainer builds it.
         model_kwargs: extra ``model_class`` arguments taken from the data (pose: ``data_kpt_shape``).
+        data_attributes: ``(data, nc) -> {attribute: value}`` set on the model, as the trainer's
+            ``set_model_attributes`` (pose: ``kpt_shape``, ``kpt_oks_sigmas``, ``kpt_names``).
         val_batch_factor: validation batch = training batch x this (DetectionTrainer: 2, but 1 for OBB).
         default_imgsz: Ultralytics' image size for the task (classify: 224).
         images_are_uint8: the training images are 0..255 integers divided by 255 (classify datasets give floats).
         finds_objects: boxes, NMS, mosaic, ``max_det``; False for classify.
-        needs: data.yaml keys the task cannot train without (pose: ``kpt_shape``).
         val_shuffled: the validation loader is shuffled like the training one (classify: build_dataloader's default).
+        coco_cross_check: axis-aligned boxes torchmetrics' COCO mAP can cross-check (detect).
     """
 
     name: str
@@ -97,12 +109,13 @@ class Task:
     parts: tuple[tuple[str, str], ...]
     build_dataset: Callable[..., Dataset] = _yolo_dataset
     model_kwargs: Callable[[dict[str, Any]], dict[str, Any]] = _no_model_kwargs
+    data_attributes: Callable[[dict[str, Any], int], dict[str, Any]] = _no_data_attributes
     val_batch_factor: int = 2
     default_imgsz: int = 640
     images_are_uint8: bool = True
     finds_objects: bool = True
-    needs: tuple[str, ...] = field(default=())
     val_shuffled: bool = False
+    coco_cross_check: bool = False
 
     @property
     def is_rtdetr(self) -> bool:
@@ -110,12 +123,15 @@ class Task:
         return self.model_class is RTDETRDetectionModel
 
 
-DETECT = Task("detect", DetectionModel, DetectionValidator, DetMetrics, (("B", "box"),))
-RTDETR = Task("detect", RTDETRDetectionModel, RTDETRValidator, DetMetrics, (("B", "box"),), build_dataset=_rtdetr_dataset)
+DETECT = Task("detect", DetectionModel, DetectionValidator, DetMetrics, (("B", "box"),), coco_cross_check=True)
+RTDETR = Task(
+    "detect", RTDETRDetectionModel, RTDETRValidator, DetMetrics, (("B", "box"),), build_dataset=_rtdetr_dataset,
+    coco_cross_check=True,
+)  # fmt: skip
 SEGMENT = Task("segment", SegmentationModel, SegmentationValidator, SegmentMetrics, (("B", "box"), ("M", "seg")))
 POSE = Task(
     "pose", PoseModel, PoseValidator, PoseMetrics, (("B", "box"), ("P", "pose")), model_kwargs=_pose_model_kwargs,
-    needs=("kpt_shape",),
+    data_attributes=_pose_attributes,
 )  # fmt: skip
 OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, (("B", "box"),), val_batch_factor=1)
 CLASSIFY = Task(

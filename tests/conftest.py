@@ -28,6 +28,15 @@ def tiny_data_yaml(session_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def task_data(session_dir: Path) -> dict[str, Path]:
+    """The tiny synthetic dataset of each task but detect (16 train / 8 val images at 64 px): data.yaml or folder."""
+    from yolo_lightning.synthetic import synthetic_data
+
+    tasks = ("segment", "pose", "obb", "classify")
+    return {task: synthetic_data(task, session_dir / "tasks", n_train=16, n_val=8, imgsz=64) for task in tasks}
+
+
+@pytest.fixture(scope="session")
 def standard_data_yaml(session_dir: Path) -> Path:
     """The embedded synthetic dataset at its default size (what the demo trains on)."""
     from yolo_lightning.synthetic import synthetic_data_yaml

@@ -52,7 +52,7 @@ class YOLOLightningCLI(LightningCLI):
         if config.trainer.default_root_dir is None:  # Ultralytics' runs/<task>/<train|val|test|predict>
             model = config.model
             task = task_of(model_config(model.model_yaml or model.model), model.task).name
-            config.trainer.default_root_dir = str(Path("runs", task, RUN_FOLDERS[self.subcommand]))
+            config.trainer.default_root_dir = str(Path("runs", task, RUN_FOLDERS.get(self.subcommand, "train")))
         if self.subcommand == "fit":
             self._choose_run_folder(config)
 

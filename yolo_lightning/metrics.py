@@ -58,6 +58,7 @@ class DetectionMetrics(Metric):
         self.results: DetMetrics | None = None  # the last compute()'s full Ultralytics result (per-class arrays)
         self.image_count = 0  # images behind the last compute(), over every rank
         self._stats: dict[str, np.ndarray] = {}
+        self._matrix = np.zeros((size, size))
 
     def update(self, stats: dict[str, list[Any]], matrix: np.ndarray | None = None) -> None:
         """Add images: ``stats[key]`` holds one array per image (as ``DetMetrics.stats``); ``matrix`` a confusion matrix."""
@@ -85,7 +86,7 @@ class DetectionMetrics(Metric):
         for key in self.stat_keys:
             if key.startswith("tp"):  # (N, 10) match matrices at IoU 0.50:0.95
                 stats[key] = stats[key].reshape(-1, _NUM_IOU_THRESHOLDS).astype(bool)
-        self._stats = stats
+        self._stats, self._matrix = stats, self.matrix.cpu().numpy()  # kept for draw()/confusion() after reset
         metrics = self._process(stats)
         self.results, self.image_count = metrics, int(self.images)
         results = dict(metrics.results_dict)
@@ -104,8 +105,8 @@ class DetectionMetrics(Metric):
 
     def confusion(self) -> ConfusionMatrix:
         """Ultralytics' ``ConfusionMatrix`` holding the global matrix (ready for its ``plot``); after ``compute``."""
-        result = ConfusionMatrix(names=self.names, task="obb" if self.task.name == "obb" else "detect")
-        result.matrix = self.matrix.cpu().numpy()
+        result = ConfusionMatrix(names=self.names, task=self.task.name)
+        result.matrix = self._matrix
         return result
 
     def draw(self, save_dir: Path, on_plot: Callable[..., None]) -> None:

@@ -420,8 +420,9 @@ class YOLOModule(L.LightningModule):
         self.on_validation_start()
 
     def on_predict_start(self) -> None:
-        """Point the validator (NMS, box scaling) at the module's device."""
+        """Point the validator (NMS, box scaling) at the module's device and set it up for this model."""
         self._validator.device = self.device
+        self._validator.init_metrics(self.model)
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""

@@ -1,0 +1,36 @@
+"""Train any Ultralytics task on the embedded synthetic dataset, served in that task's format:
+
+    python examples/tasks.py --task segment        # detect, segment, pose, obb or classify
+
+The task comes from the model (yolo26n-seg.yaml is a segment model), as with Ultralytics; the datamodule serves the
+matching dataset (data="synthetic": polygons, keypoints, rotated boxes or crops of the same shapes).
+"""
+
+import lightning as L
+
+from common import example_parser, print_metrics
+
+from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.callbacks import UltralyticsCheckpoint
+
+MODELS = {"detect": "yolo26n.yaml", "segment": "yolo26n-seg.yaml", "pose": "yolo26n-pose.yaml",
+          "obb": "yolo26n-obb.yaml", "classify": "yolo26n-cls.yaml"}  # fmt: skip
+
+
+def main() -> None:
+    """Fit the task's YOLO26 model, then print its metrics (Ultralytics' keys: (B), (M), (P), accuracy_top1...)."""
+    parser = example_parser(__doc__, epochs=30, root="runs/tasks")
+    parser.add_argument("--task", choices=sorted(MODELS), default="segment")
+    args = parser.parse_args()
+
+    model = YOLOModule(model=MODELS[args.task], optimizer="AdamW", lr0=0.003, nbs=16, warmup_epochs=1)
+    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=2, close_mosaic=0)
+    trainer = L.Trainer(max_epochs=args.epochs, default_root_dir=f"{args.root}/{args.task}",
+                        callbacks=[UltralyticsCheckpoint()])  # fmt: skip
+    trainer.fit(model, datamodule)
+    summary = tuple(k for k in trainer.callback_metrics if k.startswith("metrics/") and k.count("/") == 1)
+    print_metrics(trainer, summary)
+
+
+if __name__ == "__main__":
+    main()

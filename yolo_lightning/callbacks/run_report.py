@@ -1,0 +1,176 @@
+"""What Ultralytics' trainer writes and prints around training, for a YOLOModule run: the run folder's files, the
+final validation of best.pt, the total time."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import lightning as L
+import yaml
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from ultralytics.utils.plotting import plot_results
+
+from yolo_lightning.reports import log_images
+
+PLOTTED_TRAIN_BATCHES = (0, 1, 2)  # BaseTrainer.plot_idx: train_batch0.jpg .. train_batch2.jpg
+
+
+class RunReport(L.Callback):
+    """Ultralytics' run folder for a ``YOLOModule`` fit, next to ``weights/``, from rank 0:
+
+    - ``args.yaml`` (the run's Ultralytics arguments), ``labels.jpg`` (the training labels' statistics) and
+      ``train_batch0..2.jpg`` (the first training batches, augmented, with their labels), drawn by the task's own
+      Ultralytics trainer methods when ``plots`` is on (``val_batch*_labels/pred.jpg`` come from the module's
+      validation, by the task's validator);
+    - ``results.csv``: one row per epoch with Ultralytics' columns (``epoch`` from 1, ``time`` in seconds, the epoch's
+      mean training losses, the metrics of Ultralytics' metrics class, the validation losses, and ``lr/pg*``: the
+      learning rate the epoch trained with), rewritten atomically each epoch (kept up to the resumed epoch on resume);
+    - ``results.png`` (Ultralytics' ``plot_results``) at the end;
+    - then, like Ultralytics' ``final_eval``, a validation of ``best.pt`` by the task's Ultralytics validator (its
+      table and speed line; single-process runs), and the total time.
+
+    Images also go to loggers that take them. ``YOLOModule`` adds this callback itself.
+
+    Args:
+        final_validation: validate best.pt at the end of ``fit``, as Ultralytics does.
+    """
+
+    def __init__(self, final_validation: bool = True) -> None:
+        self.final_validation = final_validation
+        self.rows: list[dict[str, float]] = []
+        self.final_metrics: dict[str, float] = {}
+        self._start = 0.0
+        self._plots: list[Path] = []
+
+    # ------------------------------------------------------------------------------------------------- start
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Once the run folder is settled (UltralyticsCheckpoint picks it in on_fit_start): args.yaml, labels.jpg."""
+        self._start = time.time()
+        self.rows = [row for row in _read_rows(self._csv(trainer)) if row["epoch"] <= trainer.current_epoch]
+        if not trainer.is_global_zero:
+            return
+        _write_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
+        if pl_module.hparams.plots and trainer.current_epoch == 0:
+            pl_module.task.trainer_class.plot_training_labels(self._trainer_view(trainer))
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """The first training batches, as Ultralytics draws them (after pre-processing)."""
+        ni = batch_idx + trainer.num_training_batches * trainer.current_epoch
+        if trainer.is_global_zero and pl_module.hparams.plots and ni in PLOTTED_TRAIN_BATCHES:
+            pl_module.task.trainer_class.plot_training_samples(self._trainer_view(trainer), dict(batch), ni)
+
+    def _trainer_view(self, trainer: L.Trainer) -> SimpleNamespace:
+        """The few attributes the task trainer's plotting methods read from an Ultralytics trainer."""
+        datamodule = trainer.datamodule
+        return SimpleNamespace(
+            save_dir=self._root(trainer), on_plot=self._collect, data=datamodule.data_config,
+            train_loader=SimpleNamespace(dataset=datamodule.train_dataset),
+        )  # fmt: skip
+
+    def _collect(self, path: str | Path, data: Any = None) -> None:
+        self._plots.append(Path(path))
+
+    # ----------------------------------------------------------------------------------------- results.csv
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The previous epoch's row (its training losses and lr are logged after this callback's epoch-end hook)."""
+        if trainer.current_epoch > 0 and len(self.rows) < trainer.current_epoch:
+            self._add_row(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The last epoch's row, results.png, and every image to the loggers."""
+        if len(self.rows) < trainer.current_epoch:
+            self._add_row(trainer, pl_module, trainer.current_epoch)
+        if trainer.is_global_zero and self.rows and pl_module.hparams.plots:
+            plot_results(file=str(self._csv(trainer)), on_plot=self._collect)
+        if trainer.is_global_zero:
+            log_images(trainer.loggers, [p for p in dict.fromkeys(self._plots) if p.is_file()], step=trainer.global_step)
+
+    def _add_row(self, trainer: L.Trainer, pl_module: L.LightningModule, epoch: int) -> None:
+        """Ultralytics' ``save_metrics`` row for 1-based ``epoch``, from the values the module logged."""
+        logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        keys = pl_module.task.metrics_class().keys
+        ordered = [k for k in logged if k.startswith("train/") and not k.startswith("train/grad_norm")]
+        ordered += [k for k in keys if k in logged] + [k for k in logged if k.startswith("val/")]
+        ordered += sorted((k for k in logged if k.startswith("lr/pg")), key=lambda k: int(k[5:]))
+        self.rows.append({"epoch": float(epoch), "time": round(time.time() - self._start, 3), **{k: logged[k] for k in ordered}})
+        if trainer.is_global_zero:
+            _write_atomically(self._csv(trainer), _csv_text(self.rows))
+
+    # ------------------------------------------------------------------------------------------ final eval
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Validate best.pt with the task's Ultralytics validator (as ``final_eval``); print the total time."""
+        seconds = time.time() - self._start
+        rank_zero_info(f"\n{len(self.rows)} epochs completed in {seconds / 3600:.3f} hours ({seconds:.1f} s).")
+        best = Path(trainer.default_root_dir) / "weights" / "best.pt"
+        if self.final_validation and best.is_file() and trainer.world_size == 1:
+            self._validate_best(trainer, pl_module, best)
+
+    @rank_zero_only
+    def _validate_best(self, trainer: L.Trainer, pl_module: L.LightningModule, best: Path) -> None:
+        args = dict(pl_module.ultralytics_train_args())
+        batch = trainer.datamodule._per_rank_batch("val")
+        device = "cpu" if pl_module.device.type == "cpu" else str(pl_module.device.index or 0)
+        rank_zero_info(f"\nValidating {best}...")
+        validator = pl_module.task.validator_class(
+            save_dir=self._root(trainer), args={**args, "mode": "val", "batch": batch, "device": device}
+        )
+        self.final_metrics = {k: float(v) for k, v in validator(model=str(best)).items()}
+
+    # --------------------------------------------------------------------------------------------- helpers
+    @staticmethod
+    def _root(trainer: L.Trainer) -> Path:
+        return Path(trainer.default_root_dir)
+
+    def _csv(self, trainer: L.Trainer) -> Path:
+        return self._root(trainer) / "results.csv"
+
+
+def _plain(args: dict[str, Any]) -> dict[str, Any]:
+    """Arguments as YAML-safe plain values (paths and other objects as text)."""
+    return {k: v if isinstance(v, (int, float, str, bool, list, dict, type(None))) else str(v) for k, v in args.items()}
+
+
+def _csv_text(rows: list[dict[str, float]]) -> str:
+    """Ultralytics' results.csv layout: a header of every column, values as ``%.6g``."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        writer.writerow(["%.6g" % row[k] if k in row else "" for k in columns])
+    return out.getvalue()
+
+
+def _read_rows(path: Path) -> list[dict[str, float]]:
+    """The rows of an existing results.csv (a resumed run continues it)."""
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as file:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

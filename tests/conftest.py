@@ -37,6 +37,26 @@ def task_data(session_dir: Path) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="session")
+def trained(session_dir: Path) -> dict[str, tuple[Path, Path]]:
+    """Per task, YOLO26 weights trained by Ultralytics' own task trainer (so validations find something), and the
+    data they were trained on (64 train / 16 val images)."""
+    from ultralytics import YOLO
+
+    from yolo_lightning.synthetic import synthetic_data
+
+    results = {}
+    for task, model in TASK_MODELS.items():
+        data = synthetic_data(task, session_dir / "tasks", n_train=64, n_val=16, imgsz=64)
+        YOLO(model).train(
+            data=str(data), epochs=15, imgsz=64, batch=16, nbs=16, workers=0, device="cpu", optimizer="AdamW",
+            lr0=0.003, warmup_epochs=1, close_mosaic=0, plots=False, seed=0, verbose=False,
+            project=str(session_dir / "runs"), name=f"trained-{task}", exist_ok=True,
+        )  # fmt: skip
+        results[task] = (session_dir / "runs" / f"trained-{task}" / "weights" / "best.pt", data)
+    return results
+
+
+@pytest.fixture(scope="session")
 def standard_data_yaml(session_dir: Path) -> Path:
     """The embedded synthetic dataset at its default size (what the demo trains on)."""
     from yolo_lightning.synthetic import synthetic_data_yaml
@@ -58,3 +78,5 @@ def trained_weights(session_dir: Path, standard_data_yaml: Path) -> Path:
 
 
 TRAINED_EPOCHS = 15
+TASK_MODELS = {"segment": "yolo26n-seg.yaml", "pose": "yolo26n-pose.yaml", "obb": "yolo26n-obb.yaml",
+               "classify": "yolo26n-cls.yaml"}  # fmt: skip

@@ -1,34 +1,54 @@
-"""``yolo-lightning`` command line: LightningCLI over YOLOModule and YOLODataModule."""
+"""``yolo-lightning`` command line: LightningCLI over YOLOModule and YOLODataModule, plus ``export``."""
 
 from __future__ import annotations
 
 import argparse
+import difflib
 import inspect
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import torch
 from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from yolo_lightning.callbacks import UltralyticsCheckpoint
+from yolo_lightning.callbacks import UltralyticsCheckpoint, UltralyticsPredictionWriter
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError, TrainingError
 from yolo_lightning.export import check_known_hyperparameters, export_ultralytics
 from yolo_lightning.hardware import default_precision
+from yolo_lightning.hyperparameters import DATAMODULE_ARGS, MODULE_ARGS
+from yolo_lightning.models import model_config
+from yolo_lightning.module import YOLOModule
 from yolo_lightning.run_folder import (
     announce_to_child_processes,
     claim_run_folder,
+    default_run_folder,
     folder_from_launching_process,
     run_folder_of,
 )
-from yolo_lightning.models import model_config
-from yolo_lightning.module import YOLOModule
 from yolo_lightning.tasks import task_of
 
-RUN_FOLDERS = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}  # runs/<task>/<this>
+DEFAULT_EPOCHS = 100  # Ultralytics' epochs (Lightning's max_epochs default is 1000)
+EXPORT_HELP = "export: yolo-lightning export --ckpt_path runs/detect/train/weights/best.ckpt --out best.pt (see --help)"
+# Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns on this command line.
+CLI_EQUIVALENTS = {
+    "epochs": "--trainer.max_epochs", "time": "--trainer.max_time", "device": "--trainer.accelerator / --trainer.devices",
+    "amp": "--trainer.precision (16-mixed, bf16-mixed, 32-true)", "deterministic": "--trainer.deterministic",
+    "resume": "--ckpt_path runs/<task>/train/weights/last.ckpt", "project": "--trainer.default_root_dir",
+    "name": "--trainer.default_root_dir", "exist_ok": "--checkpoint.exist_ok", "save_period": "--checkpoint.save_period",
+    "patience": "--trainer.callbacks+=EarlyStopping --trainer.callbacks.monitor fitness --trainer.callbacks.mode max "
+    "--trainer.callbacks.patience N", "val": "--trainer.check_val_every_n_epoch", "pretrained": "--model.model <.pt>",
+    "optimizer": "--model.optimizer (Ultralytics' recipe: SGD, AdamW, auto...)", "lr_scheduler": "--model.cos_lr",
+    "save_txt": "--predictions.save_txt", "save_conf": "--predictions.save_conf",
+}  # fmt: skip
+# Argument groups whose options a misspelt one is compared with, and the classes that define them.
+GROUPS = {"model": YOLOModule, "data": YOLODataModule, "trainer": L.Trainer, "checkpoint": UltralyticsCheckpoint,
+          "predictions": UltralyticsPredictionWriter}  # fmt: skip
 
 
 def _is_summary_key(key: str) -> bool:
@@ -37,59 +57,55 @@ def _is_summary_key(key: str) -> bool:
 
 
 class YOLOLightningCLI(LightningCLI):
-    """LightningCLI with yolo-lightning's classes, an Ultralytics run folder and best.pt/last.pt on by default."""
+    """LightningCLI with yolo-lightning's classes and Ultralytics' habits: best.pt/last.pt on by default, run folders
+    ``runs/<task>/<train|val|test|predict>`` (``train2``... when taken), 100 epochs, AMP on CUDA, predictions saved,
+    Ultralytics ``.pt`` files accepted by ``validate``/``test``/``predict``, and one-line errors.
+
+    The optimizer is YOLOModule's (``--model.optimizer``, Ultralytics' recipe), so LightningCLI's ``--optimizer`` and
+    ``--lr_scheduler`` options are not offered.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "epilog": EXPORT_HELP})
+        super().__init__(*args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
-        """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint); the run folder defaults to ``runs/<task>/train``."""
+        """Always-on ``--checkpoint.*`` (UltralyticsCheckpoint) and ``--predictions.*`` (saved predictions)."""
         parser.add_lightning_class_args(UltralyticsCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(UltralyticsPredictionWriter, "predictions")
+        parser.set_defaults({"trainer.max_epochs": DEFAULT_EPOCHS})
 
-    def before_instantiate_classes(self) -> None:
-        """Ultralytics' ``amp=True`` default without ``--trainer.precision`` (``16-mixed`` on CUDA, else ``32-true``); for
-        ``fit``, this run's own run folder."""
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        if config.trainer.precision is None:
-            config.trainer.precision = default_precision(config.trainer.accelerator)
-        if config.trainer.default_root_dir is None:  # Ultralytics' runs/<task>/<train|val|test|predict>
-            model = config.model
-            task = task_of(model_config(model.model_yaml or model.model), model.task).name
-            config.trainer.default_root_dir = str(Path("runs", task, RUN_FOLDERS.get(self.subcommand, "train")))
-        if self.subcommand == "fit":
-            self._choose_run_folder(config)
-
-    def _choose_run_folder(self, config: Namespace) -> None:
-        """Resuming: the checkpoint's run folder; else the given one if free (or ``--checkpoint.exist_ok``), else the
-        next free ``train2``, ``train3``..., claimed before anything (the saved config, logs) is written into it.
-
-        DDP processes that Lightning starts from this one re-run the command: they take the folder claimed here. Under
-        an external launcher (torchrun, SLURM) every process starts alone and UltralyticsCheckpoint claims the folder on
-        rank 0 when fitting starts.
-        """
-        root = Path(config.trainer.default_root_dir)
-        ckpt_path = config.get("ckpt_path")
-        if ckpt_path:
-            root = (run_folder_of(ckpt_path) if Path(ckpt_path).is_file() else None) or root
-        elif (launched := folder_from_launching_process()) is not None:
-            root = launched
-        elif int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            return
-        else:
-            root = claim_run_folder(root, config.checkpoint.exist_ok)
-            announce_to_child_processes(root)
-        config.trainer.default_root_dir = str(root)
-        config.checkpoint.exist_ok = True  # the folder is this run's: the callback must not move it again
-
+    # ------------------------------------------------------------------------------------------- configuration
     def _parse_ckpt_path(self) -> None:
-        """Take the checkpoint's hyper-parameters, as LightningCLI does, after checking them against the command line.
+        """Take the checkpoint's hyper-parameters, as LightningCLI does, after checking them against the command line;
+        an Ultralytics ``.pt`` becomes the model to evaluate.
 
         A ``--model.model`` that differs from the checkpoint's is an error naming both; other module arguments given
         with other values are ignored with a warning (the run continues as it was configured); hyper-parameters this
         version does not know mean the checkpoint comes from a newer yolo-lightning, and the error says so.
         """
         subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        config = self.config[subcommand] if subcommand else None
+        ckpt_path = config.get("ckpt_path") if config is not None else None
+        if ckpt_path and str(ckpt_path).endswith(".pt"):
+            self._use_ultralytics_weights(config, subcommand, ckpt_path)
+            return
         if ckpt_path and Path(ckpt_path).is_file():
-            self._check_against_checkpoint(Path(ckpt_path), self.config[subcommand].model)
+            self._check_against_checkpoint(Path(ckpt_path), config.model)
         super()._parse_ckpt_path()
+
+    @staticmethod
+    def _use_ultralytics_weights(config: Namespace, subcommand: str, weights: str) -> None:
+        """``--ckpt_path best.pt`` (Ultralytics' format): evaluate those weights (``--model.model best.pt``)."""
+        if subcommand == "fit":
+            raise ConfigurationError(
+                f"--ckpt_path {weights}: an Ultralytics .pt holds weights, not a run to resume; start a new run from "
+                f"them with --model.model {weights}, or resume with a .ckpt (weights/last.ckpt)."
+            )
+        if not Path(weights).is_file():
+            raise ConfigurationError(f"--ckpt_path {weights}: no such file.")
+        config.model.model, config.ckpt_path = weights, None
 
     @staticmethod
     def _check_against_checkpoint(ckpt_path: Path, given: Namespace) -> None:
@@ -111,8 +127,48 @@ class YOLOLightningCLI(LightningCLI):
                 )
             rank_zero_warn(f"--model.{key} {value!r} is ignored: the run in {ckpt_path} continues with {key}={saved[key]!r}.")
 
+    def before_instantiate_classes(self) -> None:
+        """Ultralytics' ``amp=True`` default without ``--trainer.precision`` (``16-mixed`` on CUDA, else ``32-true``),
+        this run's own run folder, and a warning when validating weights nobody trained."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if config.trainer.precision is None:
+            config.trainer.precision = default_precision(config.trainer.accelerator)
+        model = config.model
+        if self.subcommand in {"validate", "test", "predict"} and not config.get("ckpt_path"):
+            if str(model.model_yaml or model.model).endswith((".yaml", ".yml")) and not model.model_yaml:
+                rank_zero_warn(
+                    f"{self.subcommand} with --model.model {model.model} and no --ckpt_path: the weights are random. "
+                    f"Pass --ckpt_path runs/.../weights/best.ckpt (or best.pt)."
+                )
+        if self.subcommand is not None:
+            self._choose_run_folder(config)
+
+    def _choose_run_folder(self, config: Namespace) -> None:
+        """Resuming: the checkpoint's run folder; else the given one if free (or ``--checkpoint.exist_ok``), else the
+        next free one (``train2``, ``val2``...), claimed before anything (the saved config, logs) is written into it.
+
+        DDP processes that Lightning starts from this one re-run the command: they take the folder claimed here. Under
+        an external launcher (torchrun, SLURM) every process starts alone and UltralyticsCheckpoint claims the folder on
+        rank 0 when fitting starts.
+        """
+        given = config.trainer.default_root_dir
+        task = task_of(model_config(config.model.model_yaml or config.model.model), config.model.task).name
+        root = Path(given) if given is not None else default_run_folder(task, self.subcommand)
+        ckpt_path = config.get("ckpt_path")
+        fitting = self.subcommand == "fit"
+        if fitting and ckpt_path:
+            root = (run_folder_of(ckpt_path) if Path(ckpt_path).is_file() else None) or root
+        elif (launched := folder_from_launching_process()) is not None:
+            root = launched
+        elif int(os.environ.get("WORLD_SIZE", "1")) == 1 and (fitting or given is None):
+            root = claim_run_folder(root, fitting and config.checkpoint.exist_ok, marker="weights" if fitting else None)
+            announce_to_child_processes(root)
+        config.trainer.default_root_dir = str(root)
+        config.checkpoint.exist_ok = True  # the folder is this run's: the callback must not move it again
+
+    # --------------------------------------------------------------------------------------------- results
     def after_fit(self) -> None:
-        """Print the last validation's metrics."""
+        """Print the last validation's metrics and where best.pt is."""
         self._print_results("fit")
 
     def after_validate(self) -> None:
@@ -147,12 +203,42 @@ def main(args: list[str] | None = None) -> None:
             export_main(argv[1:])
         else:  # args=None: LightningCLI reads sys.argv itself (passing both makes it warn)
             YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
+    except argparse.ArgumentError as error:  # LightningCLI's parser (exit_on_error=False): one line, not the usage
+        sys.stderr.write(f"yolo-lightning: error: {argument_error(str(error))}\n")
+        raise SystemExit(2) from None
     except Exception as error:  # a ConfigurationError may arrive wrapped (jsonargparse instantiating a callback)
         cause = _our_error(error)
         if cause is None:
             raise
         sys.stderr.write(f"yolo-lightning: error: {cause}\n")
         raise SystemExit(2 if isinstance(cause, ConfigurationError) else 1) from None
+
+
+def argument_error(message: str) -> str:
+    """The parser's message on one line; for an unknown option, where it belongs or the closest valid names."""
+    first = " ".join(message.split())
+    prefix = "unrecognized arguments:"
+    if not first.startswith(prefix):
+        return f"{first} (yolo-lightning <fit|validate|test|predict> --help lists the options)"
+    option = first[len(prefix) :].split()[0]
+    name = option.lstrip("-").split("=")[0]
+    if name in CLI_EQUIVALENTS:
+        return f"unknown option {option}: Ultralytics' {name!r} is {CLI_EQUIVALENTS[name]} here."
+    for group, owned in (("model", MODULE_ARGS), ("data", DATAMODULE_ARGS)):
+        if name in owned:
+            return f"unknown option {option}: it is --{group}.{name} (a {GROUPS[group].__name__} argument)."
+    close = difflib.get_close_matches(name, _option_names(), n=2, cutoff=0.6)
+    hint = f" Did you mean {' or '.join('--' + c for c in close)}?" if close else ""
+    return f"unknown option {option}.{hint} (yolo-lightning <fit|validate|test|predict> --help lists the options)"
+
+
+def _option_names() -> list[str]:
+    """``group.argument`` for every argument of the CLI's classes (``model.lr0``, ``data.batch``, ``trainer.devices``)."""
+    names = []
+    for group, cls in GROUPS.items():
+        parameters = inspect.signature(cls.__init__).parameters
+        names += [f"{group}.{p}" for p in parameters if p not in {"self", "unknown", "args", "kwargs"}]
+    return names
 
 
 def _our_error(error: BaseException | None) -> ConfigurationError | TrainingError | None:

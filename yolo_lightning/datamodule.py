@@ -12,7 +12,13 @@ import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, default_collate
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    Sampler,
+    default_collate,
+)
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.data.build import ContiguousDistributedSampler, seed_worker
 from ultralytics.utils import IterableSimpleNamespace
@@ -21,8 +27,8 @@ from ultralytics.utils.checks import check_imgsz
 from yolo_lightning.dataset_checks import (
     SPLITS,
     DatasetError,
-    count_images,
     check_task_data,
+    count_images,
     find_label_problems,
     image_files,
     load_classification_config,
@@ -38,6 +44,7 @@ from yolo_lightning.hyperparameters import (
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
+from yolo_lightning.predict import inference_loader
 from yolo_lightning.synthetic import synthetic_data
 from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
@@ -133,6 +140,9 @@ class YOLODataModule(L.LightningDataModule):
     module, detect. Argument names and defaults are Ultralytics' train arguments; ``imgsz`` defaults to the task's
     (640, classify 224). ``batch`` is the global batch size: under DDP each rank loads ``batch // world_size``
     (validation twice that, except OBB, as Ultralytics does).
+
+    ``predict`` reads Ultralytics' ``source`` (an image, a folder, a glob, a video or a ``.txt`` list, one image at a
+    time as ``YOLO.predict``; frames of a video every ``vid_stride``), default: the ``val`` split's images.
     """
 
     def __init__(
@@ -167,6 +177,8 @@ class YOLODataModule(L.LightningDataModule):
         copy_paste_mode: str = D.copy_paste_mode,
         erasing: float = D.erasing,
         auto_augment: str | None = D.auto_augment,
+        source: str | None = None,
+        vid_stride: int = D.vid_stride,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -224,11 +236,9 @@ class YOLODataModule(L.LightningDataModule):
         return self.hparams.batch
 
     @property
-    def names(self) -> dict[int, str]:
-        """Class names of the dataset (available after ``setup``)."""
-        if self.data_config is None:
-            raise RuntimeError("YOLODataModule.names is known after setup(); call dm.setup('fit') first.")
-        return self.data_config["names"]
+    def names(self) -> dict[int, str] | None:
+        """Class names of the dataset (after ``setup``; None when predicting from a ``source``: the model's names)."""
+        return self.data_config["names"] if self.data_config is not None else None
 
     def state_dict(self) -> dict[str, Any]:
         """Shuffle order and close_mosaic state, saved in Lightning checkpoints so a resumed run continues them."""
@@ -260,17 +270,22 @@ class YOLODataModule(L.LightningDataModule):
             iterator._shutdown_workers()
             loader._iterator = None
 
-    def transfer_batch_to_device(self, batch: dict[str, Any], device: torch.device, dataloader_idx: int) -> dict[str, Any]:
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
         """Move only the batch's tensors, as DetectionTrainer.preprocess_batch does (file names and shapes stay).
 
-        Cheaper than Lightning's default, which walks every list and tuple of the batch on each step.
+        Cheaper than Lightning's default, which walks every list and tuple of the batch on each step. Predict batches
+        (Ultralytics' paths and original images) stay as they are: the predictor moves its input itself.
         """
+        if not isinstance(batch, dict):
+            return batch
         non_blocking = device.type == "cuda"
         return {k: v.to(device, non_blocking=non_blocking) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
     def prepare_data(self) -> None:
         """Once per node: write the synthetic dataset if asked, check the splits this run uses, build their caches."""
         fn = self.trainer.state.fn if self.trainer is not None else None
+        if fn == TrainerFn.PREDICTING and self.hparams.source is not None:
+            return  # predict reads its source: no dataset to check
         splits = STAGE_SPLITS.get(fn)  # without a Trainer function: every split the data has
         config = self._load_config(splits, warn=True)
         for split in splits or SPLITS:
@@ -280,7 +295,9 @@ class YOLODataModule(L.LightningDataModule):
                 self._build_label_cache(config, split)
 
     def setup(self, stage: str) -> None:
-        """On every rank: resolve the data and build the datasets this stage needs."""
+        """On every rank: resolve the data and build the datasets this stage needs (predict from a ``source``: none)."""
+        if stage == "predict" and self.hparams.source is not None:
+            return
         self.data_config = self._load_config(STAGE_SPLITS[TrainerFn(stage)])
         if stage == "fit":
             self.train_dataset = self._build_dataset(self.data_config, "train", self._per_rank_batch("train"))
@@ -288,8 +305,6 @@ class YOLODataModule(L.LightningDataModule):
             self.val_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
         if stage == "test":
             self.test_dataset = self._build_dataset(self.data_config, "test", self._per_rank_batch("val"))
-        if stage == "predict":
-            self.predict_dataset = self._build_dataset(self.data_config, "val", self._per_rank_batch("val"))
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, in the same order as Ultralytics' ``build_dataloader`` for the same seed."""
@@ -338,9 +353,14 @@ class YOLODataModule(L.LightningDataModule):
         """The ``test`` split, batched and sharded like validation."""
         return self._evaluation_loader(self.test_dataset)
 
+    @property
+    def predict_source(self) -> str | list[str]:
+        """What ``predict`` reads: ``source``, or the ``val`` split's images."""
+        return self.hparams.source if self.hparams.source is not None else self.data_config["val"]
+
     def predict_dataloader(self) -> DataLoader:
-        """The ``val`` split's images, batched like validation, for ``predict``."""
-        return self._evaluation_loader(self.predict_dataset)
+        """Ultralytics' loader for ``predict_source``: its batches (paths, original images, info) as they are."""
+        return inference_loader(self.predict_source, vid_stride=self.hparams.vid_stride)
 
     def _loader(
         self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int, collate: Any = None

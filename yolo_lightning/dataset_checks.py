@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
-from ultralytics.data.utils import IMG_FORMATS, check_cls_dataset, check_det_dataset, check_image, img2label_paths
+from ultralytics.data.utils import (
+    IMG_FORMATS,
+    check_cls_dataset,
+    check_det_dataset,
+    check_image,
+    img2label_paths,
+)
 from ultralytics.utils import DATASETS_DIR
 
 # PIL's own Image.open: Ultralytics' replacement retries an unidentified file with a HEIF plugin and, when pi_heif is

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import os
-import tempfile
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
@@ -15,7 +13,8 @@ from torch import nn
 from ultralytics import __version__ as ULTRALYTICS_VERSION
 from ultralytics.utils import DEFAULT_CFG_DICT, DEFAULT_CFG_KEYS
 
-from yolo_lightning.errors import ConfigurationError, NonFiniteWeightsError, TrainingError
+from yolo_lightning.errors import ConfigurationError, NonFiniteWeightsError
+from yolo_lightning.files import stage, write_atomically
 from yolo_lightning.finite import all_finite
 
 _PORTABLE_PACKAGES = ("ultralytics.", "torch.")
@@ -90,49 +89,12 @@ def ultralytics_checkpoint(
 
 def save_atomically(obj: Any, path: str | Path) -> Path:
     """``torch.save`` to a temporary file in the target folder, then rename: a crash never leaves a truncated file."""
-    return commit(stage(obj, path), path)
+    return write_atomically(path, lambda file: torch.save(obj, file))
 
 
-def stage(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` into a temporary file next to ``path`` (flushed to disk, ordinary file mode); return its path.
-
-    On any failure (a full disk...) the temporary file is removed and ``path`` is untouched; the error names ``path``.
-    """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as error:
-        raise ConfigurationError(f"cannot write {path}: {error.strerror} ({path.parent})") from None
-    try:
-        with os.fdopen(fd, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(tmp, _ORDINARY_FILE_MODE)  # mkstemp makes 0600; a .pt is as readable as any file the user writes
-    except OSError as error:
-        Path(tmp).unlink(missing_ok=True)
-        raise TrainingError(f"cannot write {path}: {error.strerror or error} (the previous file is kept)") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return Path(tmp)
-
-
-def commit(staged: Path, path: str | Path) -> Path:
-    """Move a ``stage``d file into place (an atomic rename within one folder)."""
-    os.replace(staged, path)
-    return Path(path)
-
-
-def _umask() -> int:
-    """The process umask (reading it means setting it: restored at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-_ORDINARY_FILE_MODE = 0o666 & ~_umask()  # what open() would give a new file: 0644 under the usual umask 022
+def stage_checkpoint(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` into a temporary file next to ``path``, to be ``commit``ted (see ``yolo_lightning.files``)."""
+    return stage(path, lambda file: torch.save(obj, file))
 
 
 def _portable_class(cls: type) -> type:

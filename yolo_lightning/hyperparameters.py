@@ -22,7 +22,7 @@ DATAMODULE_ARGS = frozenset(
         "data", "imgsz", "batch", "workers", "seed", "cache", "fraction", "single_cls", "classes", "close_mosaic",
         "overlap_mask", "mask_ratio", "hsv_h", "hsv_s", "hsv_v", "degrees", "translate", "scale", "shear",
         "perspective", "flipud", "fliplr", "bgr", "mosaic", "mixup", "cutmix", "copy_paste", "copy_paste_mode",
-        "erasing", "auto_augment",
+        "erasing", "auto_augment", "source", "vid_stride",
     }
 )  # fmt: skip
 # Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns instead.

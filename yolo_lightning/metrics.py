@@ -245,6 +245,13 @@ class EpochLossMeans:
             self._sums[name] = self._sums[name] + value if name in self._sums else value.clone()
         self.batches += 1
 
+    def running_means(self) -> dict[str, float]:
+        """``{name: mean so far}`` over this process's batches (one host sync)."""
+        if not self._sums:
+            return {}
+        means = (torch.stack([total.float() for total in self._sums.values()]) / self.batches).tolist()
+        return dict(zip(self._sums, means))
+
     def compute(self, device: torch.device) -> dict[str, torch.Tensor]:
         """``{"<prefix>/<name>": mean over the epoch's batches of every rank}`` on ``device`` (empty before any batch).
 

@@ -28,6 +28,14 @@ def model_config(source: str | dict[str, Any]) -> dict[str, Any]:
     raise ConfigurationError(f"model={source!r} must be a model YAML (e.g. 'yolo26n.yaml') or a '.pt' checkpoint.")
 
 
+def weights_names(source: str | dict[str, Any]) -> dict[int, str] | None:
+    """The class names a ``.pt`` checkpoint's network carries (None for YAML sources)."""
+    if isinstance(source, str) and source.endswith(".pt"):
+        names = getattr(_load_weights(source), "names", None)
+        return {int(k): str(v) for k, v in names.items()} if names else None
+    return None
+
+
 def build_model(
     task: Task, source: str | dict[str, Any], names: dict[int, str], data: dict[str, Any] | None = None
 ) -> nn.Module:

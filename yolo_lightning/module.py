@@ -9,43 +9,68 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 from torchmetrics.detection import MeanAveragePrecision
 from ultralytics.cfg import DEFAULT_CFG
+from ultralytics.engine.results import Results
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import IterableSimpleNamespace
 
 from yolo_lightning.allocator import keep_freed_memory_for_reuse
-from yolo_lightning.version import yolo_lightning_version
 from yolo_lightning.backbone_lr import (
     apply_rtdetr_auto_optimizer,
     check_backbone_lr_ratio,
     split_backbone_groups,
 )
-from yolo_lightning.callbacks import CloseMosaic, NonFiniteRecovery, UltralyticsEMA
-from yolo_lightning.class_weights import class_instance_counts, resolve_class_weights, weighted_criterion
+from yolo_lightning.callbacks import (
+    CloseMosaic,
+    NonFiniteRecovery,
+    RunReport,
+    UltralyticsCheckpoint,
+    UltralyticsEMA,
+    UltralyticsProgressBar,
+)
+from yolo_lightning.class_weights import (
+    class_instance_counts,
+    resolve_class_weights,
+    weighted_criterion,
+)
 from yolo_lightning.datamodule import PADDING_KEY
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
-from yolo_lightning.hardware import check_precision, evaluation_autocast, use_channels_last
+from yolo_lightning.hardware import (
+    check_precision,
+    evaluation_autocast,
+    use_channels_last,
+)
 from yolo_lightning.hyperparameters import (
     MODULE_ARGS,
     check_no_unknown_arguments,
     ultralytics_namespace,
 )
-from yolo_lightning.metrics import ClassificationMetrics, DetectionMetrics, EpochLossMeans, validation_metrics
-from yolo_lightning.models import build_model, model_config
+from yolo_lightning.metrics import (
+    ClassificationMetrics,
+    DetectionMetrics,
+    EpochLossMeans,
+    validation_metrics,
+)
+from yolo_lightning.models import build_model, model_config, weights_names
+from yolo_lightning.predict import predict_batch, task_predictor
 from yolo_lightning.recipe import Warmup, build_optimizer, lr_lambda
 from yolo_lightning.reports import log_images, save_validation_plots
+from yolo_lightning.run_folder import claim_run_folder, default_run_folder, run_root
 from yolo_lightning.tasks import Task, task_of
+from yolo_lightning.version import yolo_lightning_version
 
 D = DEFAULT_CFG
 DEFAULT_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step clips at this norm
 DATA_ARGS_IN_MODEL_ARGS = ("batch", "single_cls", "overlap_mask", "mask_ratio")  # read by losses and validators
+PLOTTED_VAL_BATCHES = 3  # BaseValidator: val_batch0..2_labels.jpg / _pred.jpg
 
 
 class YOLOModule(L.LightningModule):
@@ -153,6 +178,9 @@ class YOLOModule(L.LightningModule):
         self._last_opt_step = -1
         self._zero_grad_due = True
         self._train_losses, self._val_losses = EpochLossMeans("train"), EpochLossMeans("val")
+        self._predictor: Any = None
+        self._epoch_lrs: list[float] = []
+        self._evaluation_folder: Path | None = None
         self._validated_weights_finite = torch.tensor(True)
         self.freeze_layer_names: list[str] = []  # parameter-name fragments whose BatchNorm stays in eval mode
         self.gradient_clip_norm: float | None = DEFAULT_MAX_NORM  # None: a callback (or nobody) clips instead
@@ -275,8 +303,9 @@ class YOLOModule(L.LightningModule):
         self.freeze_layer_names = self._apply_freeze()
 
     def _datamodule_names(self) -> dict[int, str]:
-        """Class names from the attached datamodule."""
+        """Class names from the attached datamodule, else (predicting from a source) those of the ``.pt`` weights."""
         names = getattr(getattr(self._trainer, "datamodule", None), "names", None)
+        names = names or weights_names(self.hparams.model)
         if names is None:
             raise ConfigurationError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
         return names
@@ -368,12 +397,23 @@ class YOLOModule(L.LightningModule):
 
     # ---------------------------------------------------------------------------------------------- optimisation
     def configure_callbacks(self) -> list[L.Callback]:
-        """DetectionTrainer's EMA, close_mosaic and NaN recovery, so a plain ``Trainer().fit`` runs the full recipe.
+        """What a plain ``Trainer().fit(model, dm)`` needs to run as Ultralytics' trainer does: the EMA, close_mosaic,
+        NaN recovery, best.pt/last.pt (``UltralyticsCheckpoint``, in place of Lightning's default checkpoint), the run
+        folder's files and final validation (``RunReport``) and Ultralytics' progress columns (in place of Lightning's
+        default bar, same refresh rate).
 
-        A callback of the same kind given to the Trainer (``UltralyticsEMA(decay=...)``, say) is kept instead.
+        A callback of the same kind given to the Trainer (``UltralyticsEMA(decay=...)``, a ``ModelCheckpoint`` of your
+        own...) is kept instead; with ``enable_checkpointing=False`` no checkpoint is added.
         """
-        given = self._trainer.callbacks if self._trainer is not None else []
-        defaults = [UltralyticsEMA(), CloseMosaic(), NonFiniteRecovery()]
+        trainer = self._trainer
+        given = trainer.callbacks if trainer is not None else []
+        defaults: list[L.Callback] = [UltralyticsEMA(), CloseMosaic(), NonFiniteRecovery(), RunReport()]
+        checkpoints = trainer.checkpoint_callbacks if trainer is not None else []
+        if len(checkpoints) == 1 and _is_lightning_default_checkpoint(checkpoints[0]):
+            defaults.append(UltralyticsCheckpoint())
+        bar = trainer.progress_bar_callback if trainer is not None else None
+        if type(bar) is TQDMProgressBar:  # Lightning's own bar (a bar of your own stays)
+            defaults.append(UltralyticsProgressBar(refresh_rate=bar.refresh_rate, process_position=bar.process_position))
         return [c for c in defaults if not any(isinstance(g, type(c)) for g in given)]
 
     def configure_optimizers(self) -> dict[str, Any]:
@@ -410,24 +450,44 @@ class YOLOModule(L.LightningModule):
                 logger.log_hyperparams({f"class_weights/{names[i]}": w for i, w in enumerate(self.class_weight_values.tolist())})
 
     def on_validation_start(self) -> None:
-        """Point the validator at the module's device; outside ``fit``, build the (class-weighted) criterion there."""
+        """Point the validator at the module's device and run folder; outside ``fit``, build the (class-weighted)
+        criterion on that device."""
         self._validator.device = self.device  # Ultralytics' _prepare_batch builds its scale tensors on it
+        self._validator.save_dir = self.run_folder()  # its val_batch*_labels/pred.jpg go there
         if getattr(self.model, "criterion", None) is None:
             self.model.criterion = weighted_criterion(self.model, self.class_weight_values)
+
+    def run_folder(self) -> Path:
+        """Where this run's files go: the fit's run folder (see UltralyticsCheckpoint), or outside ``fit`` the Trainer's
+        folder, a new ``runs/<task>/val`` (``val2``...) when that was left at the current folder."""
+        trainer = self.trainer
+        root = Path(trainer.default_root_dir)
+        if trainer.state.fn == TrainerFn.FITTING or root.absolute() != Path.cwd():
+            return run_root(trainer, self.task.name)
+        if self._evaluation_folder is None:
+            claimed = claim_run_folder(default_run_folder(self.task.name, trainer.state.fn), marker=None) if trainer.is_global_zero else None
+            self._evaluation_folder = Path(trainer.strategy.broadcast(str(claimed) if claimed else None))
+        return self._evaluation_folder
 
     def on_test_start(self) -> None:
         """As validation."""
         self.on_validation_start()
 
     def on_predict_start(self) -> None:
-        """Point the validator (NMS, box scaling) at the module's device and set it up for this model."""
-        self._validator.device = self.device
-        self._validator.init_metrics(self.model)
+        """Set up the task's Ultralytics predictor on a copy of the network, for the datamodule's source."""
+        if self.trainer.world_size > 1:
+            raise ConfigurationError("predict runs in one process, as Ultralytics' predictor: use Trainer(devices=1).")
+        datamodule = self.trainer.datamodule
+        args = {**vars(self.ultralytics_args()), "imgsz": datamodule.imgsz, "conf": self.hparams.conf}  # None: 0.25
+        self._predictor = task_predictor(self.task, self.model, args, datamodule.predict_source, self.device)
 
     def on_train_batch_start(self, batch: dict[str, Any], batch_idx: int) -> None:
-        """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does."""
+        """Per-iteration warmup of lr, momentum and the accumulation count, as BaseTrainer does; note the lr this batch
+        trains with (Lightning steps an epoch scheduler before the epoch-end hooks, where BaseTrainer reads it)."""
         ni = batch_idx + self.trainer.num_training_batches * self.current_epoch
-        self._accumulate = self._warmup.apply(self.trainer.optimizers[0], ni, self._lr_factor(self.current_epoch))
+        optimizer = self.trainer.optimizers[0]
+        self._accumulate = self._warmup.apply(optimizer, ni, self._lr_factor(self.current_epoch))
+        self._epoch_lrs = [group["lr"] for group in optimizer.param_groups]
 
     def optimizer_step(self, epoch: int, batch_idx: int, optimizer: Any, optimizer_closure: Any = None) -> None:
         """Step only when ``accumulate`` batches have been back-propagated since the last step (nominal batch)."""
@@ -473,12 +533,16 @@ class YOLOModule(L.LightningModule):
         self._train_losses.update(loss_items)  # summed on the device like BaseTrainer's tloss: no host sync
         return loss.sum() * self.trainer.world_size
 
+    def running_losses(self) -> dict[str, float]:
+        """This epoch's mean loss items so far on this process (one host sync; for progress bars, not per batch)."""
+        return self._train_losses.running_means()
+
     def on_train_epoch_end(self) -> None:
         """Advance YOLO26's one-to-many/one-to-one loss weights; log the epoch's mean losses and each group's lr."""
         if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
         losses = self._train_losses.compute(self.device)  # the epoch's mean loss items over every rank's batches
-        lrs = {f"lr/pg{i}": group["lr"] for i, group in enumerate(self.trainer.optimizers[0].param_groups)}
+        lrs = {f"lr/pg{i}": lr for i, lr in enumerate(self._epoch_lrs)}  # what the epoch trained with
         self._log_epoch_values({**losses, **lrs})
 
     def _log_epoch_values(self, values: dict[str, torch.Tensor | float]) -> None:
@@ -508,6 +572,9 @@ class YOLOModule(L.LightningModule):
             self._validator.update_metrics(predictions, batch)  # collected per image, taken over at the epoch's end
             if self.val_coco_map is not None:
                 self._update_coco_map(predictions, batch)
+            if self._plotting and batch_idx < PLOTTED_VAL_BATCHES and self.trainer.is_global_zero:
+                self._validator.plot_val_samples(batch, batch_idx)  # val_batch{i}_labels.jpg, val_batch{i}_pred.jpg
+                self._validator.plot_predictions(batch, predictions, batch_idx)
 
     def _update_coco_map(self, detections: list[dict[str, torch.Tensor]], batch: dict[str, Any]) -> None:
         """torchmetrics' COCO mAP on the same detections and targets (``map_cross_check``)."""
@@ -525,6 +592,7 @@ class YOLOModule(L.LightningModule):
         self._plotting = bool(self.hparams.plots) and last_epoch and not trainer.sanity_checking
         self._validator.args.plots = self._plotting  # the validator then fills its confusion matrix too
         self._validator.init_metrics(self.model)  # empty statistics for this epoch
+        self._validator.plots = {}
         self._val_losses.reset()
         self._validated_weights_finite = finite_flag(self.model.state_dict().values())  # the EMA in fit; no sync
 
@@ -547,10 +615,11 @@ class YOLOModule(L.LightningModule):
 
     @rank_zero_only
     def _save_plots(self) -> None:
-        """Ultralytics' curves and confusion matrices into the run folder, and to loggers that take images."""
-        paths = save_validation_plots(self.val_metrics, Path(self.trainer.default_root_dir))
+        """Ultralytics' curves, confusion matrices and validation batches into the run folder, and to image loggers."""
+        folder = self.run_folder()
+        paths = save_validation_plots(self.val_metrics, folder) + [Path(p) for p in self._validator.plots]
         log_images(self.loggers, paths, step=self.global_step)
-        rank_zero_info(f"Plots saved to {Path(self.trainer.default_root_dir).resolve()}: {', '.join(p.name for p in paths)}")
+        rank_zero_info(f"Plots saved to {folder.resolve()}: {', '.join(p.name for p in paths)}")
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Evaluate the ``test`` split exactly like validation."""
@@ -564,23 +633,12 @@ class YOLOModule(L.LightningModule):
         """Log the test split's metrics under Ultralytics' keys."""
         self.on_validation_epoch_end()
 
-    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[dict[str, Any]]:
-        """Per image, the task's predictions after post-processing: boxes (and masks, keypoints, angles) in pixels of
-        the original image, or class probabilities for classify."""
-        if batch.get(PADDING_KEY):  # an idle DDP rank's stand-in batch (see ContiguousValSampler)
-            return []
-        batch = self._validator.preprocess(batch)
-        with self._evaluation_autocast():
-            preds = self.model(batch["img"])
+    def predict_step(self, batch: tuple[list[str], list[Any], list[str]], batch_idx: int) -> list[Results]:
+        """``YOLO.predict`` on one batch of the source: Ultralytics ``Results`` per image (boxes, masks, keypoints,
+        oriented boxes or class probabilities), through the task predictor's letterbox and post-processing, in float32
+        as Ultralytics predicts by default."""
         with self._float32():
-            found = self._validator.postprocess(preds)
-        if not self.task.finds_objects:
-            return [{"probs": probs} for probs in found]
-        results = []
-        for i, predictions in enumerate(found):
-            image = self._validator._prepare_batch(i, batch)
-            results.append({"im_file": image["im_file"], **self._validator.scale_preds(predictions, image)})
-        return results
+            return predict_batch(self._predictor, batch)
 
     def _preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
         """The trainer's ``preprocess_batch``: uint8 images to float in [0, 1] (classification datasets give floats)."""
@@ -635,3 +693,8 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, dict) and all(str(k).lstrip("-").isdigit() for k in value):
         return {int(k): str(v) for k, v in value.items()}
     return value
+
+
+def _is_lightning_default_checkpoint(callback: L.Callback) -> bool:
+    """True for the ModelCheckpoint Lightning adds itself when no checkpoint callback was given."""
+    return type(callback) is ModelCheckpoint and callback.dirpath is None and callback.monitor is None

@@ -22,7 +22,10 @@ PREDICT_BATCH = 1  # YOLO.predict's batch: one image per forward pass, letterbox
 
 class InferenceSource(IterableDataset):
     """Ultralytics' loader for a predict ``source`` (an image, a folder, a glob, a video, a ``.txt`` list of files),
-    yielding its batches as Ultralytics' predictor receives them: ``(paths, original BGR images, info strings)``."""
+    yielding its batches as Ultralytics' predictor receives them: ``(paths, original BGR images, info strings)``.
+
+    No ``__len__``: Ultralytics counts a video as one file, and Lightning would stop after that many batches.
+    """
 
     def __init__(self, source: str | list[str], batch: int = PREDICT_BATCH, vid_stride: int = 1) -> None:
         self.source = source
@@ -31,10 +34,6 @@ class InferenceSource(IterableDataset):
 
     def __iter__(self) -> Iterator[tuple[list[str], list[Any], list[str]]]:
         yield from load_inference_source(self.source, batch=self.batch, vid_stride=self.vid_stride)
-
-    def __len__(self) -> int:
-        """Batches in one pass (video frames counted as Ultralytics counts them)."""
-        return len(load_inference_source(self.source, batch=self.batch, vid_stride=self.vid_stride))
 
 
 def _as_is(batch: Any) -> Any:

@@ -5,26 +5,45 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 WEIGHTS = "weights"  # Ultralytics' layout: <run folder>/weights/{best,last}.pt
 
 
-def claim_run_folder(root: str | Path, exist_ok: bool = False) -> Path:
+STAGE_FOLDERS = {"fit": "train", "validate": "val", "test": "test", "predict": "predict"}  # runs/<task>/<this>
+
+
+def default_run_folder(task: str, stage: str | None) -> Path:
+    """Ultralytics' run folder of a task and a Trainer stage: ``runs/detect/train``, ``runs/pose/predict``..."""
+    return Path("runs", task, STAGE_FOLDERS.get(str(stage), "train"))
+
+
+def run_root(trainer: Any, task: str) -> Path:
+    """The Trainer's run folder: its ``default_root_dir``, or ``runs/<task>/<stage>`` when that was left at
+    Lightning's default, the current folder, so a run never scatters its files among the user's own."""
+    root = Path(trainer.default_root_dir)
+    return default_run_folder(task, trainer.state.fn).absolute() if root.absolute() == Path.cwd() else root
+
+
+def claim_run_folder(root: str | Path, exist_ok: bool = False, marker: str | None = WEIGHTS) -> Path:
     """The first of ``root``, ``root2``, ``root3``... that no other run uses, claimed for this run (as Ultralytics'
     ``increment_path``); with ``exist_ok``, ``root`` itself.
 
-    A run folder belongs to the run that created its ``weights`` folder (an atomic ``mkdir``), so two runs starting at
-    once get two folders, and a folder that only holds other outputs (logs, validation plots) can still be used.
+    A training run folder belongs to the run that created its ``marker`` folder (``weights``, an atomic ``mkdir``), so
+    two runs starting at once get two folders, and a folder that only holds other outputs (logs, validation plots) can
+    still be used. With ``marker=None`` (validation, prediction) the folder itself must be new.
     """
     root = Path(root)
     if exist_ok:
-        (root / WEIGHTS).mkdir(parents=True, exist_ok=True)
+        (root / marker if marker else root).mkdir(parents=True, exist_ok=True)
         return root
+    root.parent.mkdir(parents=True, exist_ok=True)
     for number in itertools.count(1):
         candidate = root if number == 1 else root.with_name(f"{root.name}{number}")
-        candidate.mkdir(parents=True, exist_ok=True)
         try:
-            (candidate / WEIGHTS).mkdir()
+            if marker:
+                candidate.mkdir(exist_ok=True)
+            (candidate / marker if marker else candidate).mkdir()
         except FileExistsError:  # another run's folder
             continue
         return candidate

@@ -15,12 +15,26 @@ from torch import nn
 from torch.utils.data import Dataset
 from ultralytics.data.build import build_yolo_dataset
 from ultralytics.data.dataset import ClassificationDataset
+from ultralytics.models.rtdetr.predict import RTDETRPredictor
+from ultralytics.models.rtdetr.train import RTDETRTrainer
 from ultralytics.models.rtdetr.val import RTDETRDataset, RTDETRValidator
-from ultralytics.models.yolo.classify import ClassificationValidator
-from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.models.yolo.obb import OBBValidator
-from ultralytics.models.yolo.pose import PoseValidator
-from ultralytics.models.yolo.segment import SegmentationValidator
+from ultralytics.models.yolo.classify import (
+    ClassificationPredictor,
+    ClassificationTrainer,
+    ClassificationValidator,
+)
+from ultralytics.models.yolo.detect import (
+    DetectionPredictor,
+    DetectionTrainer,
+    DetectionValidator,
+)
+from ultralytics.models.yolo.obb import OBBPredictor, OBBTrainer, OBBValidator
+from ultralytics.models.yolo.pose import PosePredictor, PoseTrainer, PoseValidator
+from ultralytics.models.yolo.segment import (
+    SegmentationPredictor,
+    SegmentationTrainer,
+    SegmentationValidator,
+)
 from ultralytics.nn.tasks import (
     ClassificationModel,
     DetectionModel,
@@ -31,7 +45,13 @@ from ultralytics.nn.tasks import (
     guess_model_task,
 )
 from ultralytics.utils import IterableSimpleNamespace
-from ultralytics.utils.metrics import ClassifyMetrics, DetMetrics, OBBMetrics, PoseMetrics, SegmentMetrics
+from ultralytics.utils.metrics import (
+    ClassifyMetrics,
+    DetMetrics,
+    OBBMetrics,
+    PoseMetrics,
+    SegmentMetrics,
+)
 
 from yolo_lightning.errors import ConfigurationError
 
@@ -89,6 +109,8 @@ class Task:
         validator_class: the task's validator, whose ``preprocess``/``postprocess``/``update_metrics`` validation
             reuses.
         metrics_class: Ultralytics' metrics class the validator fills (its ``stats`` keys are the states to gather).
+        trainer_class: the task's Ultralytics trainer, whose plotting methods draw the run folder's images.
+        predictor_class: the task's Ultralytics predictor (letterbox, post-processing, ``Results``).
         parts: ``(key suffix, metrics attribute)`` of each evaluated part, e.g. ``("M", "seg")``: ``metrics/mAP50(M)``.
         build_dataset: ``(hyp, path, batch, data, mode) -> Dataset``, as the task's trainer builds it.
         model_kwargs: extra ``model_class`` arguments taken from the data (pose: ``data_kpt_shape``).
@@ -106,6 +128,8 @@ class Task:
     model_class: type[nn.Module]
     validator_class: type
     metrics_class: type
+    trainer_class: type
+    predictor_class: type
     parts: tuple[tuple[str, str], ...]
     build_dataset: Callable[..., Dataset] = _yolo_dataset
     model_kwargs: Callable[[dict[str, Any]], dict[str, Any]] = _no_model_kwargs
@@ -123,20 +147,27 @@ class Task:
         return self.model_class is RTDETRDetectionModel
 
 
-DETECT = Task("detect", DetectionModel, DetectionValidator, DetMetrics, (("B", "box"),), coco_cross_check=True)
-RTDETR = Task(
-    "detect", RTDETRDetectionModel, RTDETRValidator, DetMetrics, (("B", "box"),), build_dataset=_rtdetr_dataset,
+DETECT = Task(
+    "detect", DetectionModel, DetectionValidator, DetMetrics, DetectionTrainer, DetectionPredictor, (("B", "box"),),
     coco_cross_check=True,
 )  # fmt: skip
-SEGMENT = Task("segment", SegmentationModel, SegmentationValidator, SegmentMetrics, (("B", "box"), ("M", "seg")))
-POSE = Task(
-    "pose", PoseModel, PoseValidator, PoseMetrics, (("B", "box"), ("P", "pose")), model_kwargs=_pose_model_kwargs,
-    data_attributes=_pose_attributes,
+RTDETR = Task(
+    "detect", RTDETRDetectionModel, RTDETRValidator, DetMetrics, RTDETRTrainer, RTDETRPredictor, (("B", "box"),),
+    build_dataset=_rtdetr_dataset, coco_cross_check=True,
 )  # fmt: skip
-OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, (("B", "box"),), val_batch_factor=1)
+SEGMENT = Task(
+    "segment", SegmentationModel, SegmentationValidator, SegmentMetrics, SegmentationTrainer, SegmentationPredictor,
+    (("B", "box"), ("M", "seg")),
+)  # fmt: skip
+POSE = Task(
+    "pose", PoseModel, PoseValidator, PoseMetrics, PoseTrainer, PosePredictor, (("B", "box"), ("P", "pose")),
+    model_kwargs=_pose_model_kwargs, data_attributes=_pose_attributes,
+)  # fmt: skip
+OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, OBBTrainer, OBBPredictor, (("B", "box"),), val_batch_factor=1)
 CLASSIFY = Task(
-    "classify", ClassificationModel, ClassificationValidator, ClassifyMetrics, (), build_dataset=_classification_dataset,
-    default_imgsz=224, images_are_uint8=False, finds_objects=False, val_shuffled=True,
+    "classify", ClassificationModel, ClassificationValidator, ClassifyMetrics, ClassificationTrainer,
+    ClassificationPredictor, (), build_dataset=_classification_dataset, default_imgsz=224, images_are_uint8=False,
+    finds_objects=False, val_shuffled=True,
 )  # fmt: skip
 TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, POSE, OBB, CLASSIFY)}
 UNSUPPORTED = ("semantic", "depth")  # shipped by this Ultralytics version; see README "Tasks"

@@ -6,9 +6,12 @@ from yolo_lightning.callbacks.ema import UltralyticsEMA
 from yolo_lightning.callbacks.freeze_backbone import FreezeBackbone
 from yolo_lightning.callbacks.gradient_clipping import GradientClipping
 from yolo_lightning.callbacks.nonfinite_recovery import NonFiniteRecovery
+from yolo_lightning.callbacks.prediction_writer import UltralyticsPredictionWriter
+from yolo_lightning.callbacks.progress import UltralyticsProgressBar
+from yolo_lightning.callbacks.run_report import RunReport
 from yolo_lightning.callbacks.sync_batchnorm import SyncBatchNorm
 
 __all__ = [
-    "CloseMosaic", "FreezeBackbone", "GradientClipping", "NonFiniteRecovery", "SyncBatchNorm", "UltralyticsCheckpoint",
-    "UltralyticsEMA",
+    "CloseMosaic", "FreezeBackbone", "GradientClipping", "NonFiniteRecovery", "RunReport", "SyncBatchNorm",
+    "UltralyticsCheckpoint", "UltralyticsEMA", "UltralyticsPredictionWriter", "UltralyticsProgressBar",
 ]  # fmt: skip

@@ -19,9 +19,14 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from yolo_lightning.callbacks.ema import UltralyticsEMA
 from yolo_lightning.errors import ConfigurationError, TrainingError
-from yolo_lightning.export import commit, save_atomically, stage, ultralytics_checkpoint
+from yolo_lightning.export import (
+    save_atomically,
+    stage_checkpoint,
+    ultralytics_checkpoint,
+)
+from yolo_lightning.files import commit
 from yolo_lightning.finite import finite_flag
-from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of
+from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of, run_root
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM  # 143: the shell's status for a process stopped by SIGTERM
 
@@ -47,7 +52,7 @@ class StagedCheckpointIO(TorchCheckpointIO):
             save_atomically(checkpoint, path)
             return
         try:
-            self.staged[str(path)] = stage(checkpoint, path)
+            self.staged[str(path)] = stage_checkpoint(checkpoint, path)
         except TrainingError as error:
             self.failure = str(error)
 
@@ -85,8 +90,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
       hold the same epoch); files get the ordinary mode (0644 under the usual umask);
     - an epoch whose weights or validation metrics (``fitness``, the monitored value) are NaN/infinite is not saved;
     - a new run never writes into another run's folder: without ``dirpath``, the run folder is the Trainer's
-      ``default_root_dir``, and when another run already uses it this run goes to ``train2``, ``train3``... as
-      Ultralytics does (``exist_ok=True`` reuses it);
+      ``default_root_dir`` (``runs/<task>/train`` when that was left at the current folder), and when another run
+      already uses it this run goes to ``train2``, ``train3``... as Ultralytics does (``exist_ok=True`` reuses it);
       resuming (``ckpt_path``) continues in the checkpoint's own run folder; an explicit ``dirpath`` that holds another
       run's checkpoints is an error unless ``exist_ok`` or resuming;
     - SIGTERM (preemption) saves ``last.ckpt``/``last.pt`` at the interrupted step and makes the process exit with
@@ -156,7 +161,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if resuming:
             root = run_folder_of(trainer.ckpt_path) or root
         elif trainer.is_global_zero:
-            root = claim_run_folder(root, self.exist_ok)
+            root = claim_run_folder(run_root(trainer, pl_module.task.name) if not self.exist_ok else root, self.exist_ok)
         root = Path(trainer.strategy.broadcast(str(root)))
         if root != Path(trainer.default_root_dir):
             _move_run_folder(trainer, root)
@@ -214,7 +219,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         twin, failure = None, None
         if trainer.is_global_zero:
             try:
-                twin = stage(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path)
+                twin = stage_checkpoint(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path)
             except TrainingError as error:
                 failure = str(error)
         if self._io is None:  # a custom CheckpointIO: it writes the .ckpt as it sees fit
@@ -279,10 +284,31 @@ class UltralyticsCheckpoint(ModelCheckpoint):
 
 
 def _move_run_folder(trainer: L.Trainer, root: Path) -> None:
-    """Make ``root`` the Trainer's run folder, and the save folder of loggers that were derived from the old one."""
+    """Make ``root`` the Trainer's run folder, and the save folder of loggers that were derived from the old one.
+
+    Lightning creates each logger's (empty) version folder before any hook runs; a logger that has written nothing
+    yet has that folder removed and is re-pointed, so its files land in the run folder too.
+    """
     old = os.path.abspath(trainer.default_root_dir)
     trainer._default_root_dir = str(root)  # Lightning has no setter; the run folder is claimed once fitting starts
     for logger in trainer.loggers:
-        if os.path.abspath(getattr(logger, "_root_dir", "") or "") == old and getattr(logger, "_experiment", None) is None:
-            logger._root_dir = str(root)  # CSVLogger / TensorBoardLogger built by the Trainer, nothing written yet
+        attributes = [a for a in ("_save_dir", "_root_dir") if os.path.abspath(getattr(logger, a, None) or "\0") == old]
+        if not attributes or not _forget_empty_experiment(logger, Path(old)):
+            continue  # not derived from the run folder, or already writing: it stays where it is
+        for attribute in attributes:  # CSVLogger / TensorBoardLogger built by the Trainer
+            setattr(logger, attribute, str(root))
     rank_zero_info(f"Run folder: {root}")
+
+
+def _forget_empty_experiment(logger: Any, old_root: Path) -> bool:
+    """Drop a logger's experiment (and its folders, up to ``old_root``) if it has written nothing yet."""
+    if getattr(logger, "_experiment", None) is None:
+        return True
+    folder = Path(logger.log_dir)
+    if not folder.is_dir() or any(folder.iterdir()):
+        return False
+    while folder != old_root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+    logger._experiment = None
+    return True

@@ -105,10 +105,16 @@ class UltralyticsEMA(WeightAveraging):
         """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Create the average (if fitting), then let ``WeightAveraging`` restore both weight sets."""
+        """Fitting: create the average, then let ``WeightAveraging`` restore both weight sets. Otherwise the checkpoint's
+        ``state_dict`` (the average) is what validate/test/predict use: nothing to restore, nothing to warn about."""
         if trainer.state.fn == "fit":
             self._create_average(pl_module)
-        super().on_load_checkpoint(trainer, pl_module, checkpoint)
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        """As ``WeightAveraging`` while fitting; outside ``fit`` the module's weights are saved as they are."""
+        if self._average_model is not None:
+            super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Create the average from the initial weights, unless a resumed checkpoint already restored it."""

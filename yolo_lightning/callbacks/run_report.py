@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -17,6 +15,7 @@ import yaml
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from ultralytics.utils.plotting import plot_results
 
+from yolo_lightning.files import write_text_atomically
 from yolo_lightning.reports import log_images
 
 PLOTTED_TRAIN_BATCHES = (0, 1, 2)  # BaseTrainer.plot_idx: train_batch0.jpg .. train_batch2.jpg
@@ -56,7 +55,7 @@ class RunReport(L.Callback):
         self.rows = [row for row in _read_rows(self._csv(trainer)) if row["epoch"] <= trainer.current_epoch]
         if not trainer.is_global_zero:
             return
-        _write_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
+        write_text_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
         if pl_module.hparams.plots and trainer.current_epoch == 0:
             pl_module.task.trainer_class.plot_training_labels(self._trainer_view(trainer))
 
@@ -101,7 +100,7 @@ class RunReport(L.Callback):
         ordered += sorted((k for k in logged if k.startswith("lr/pg")), key=lambda k: int(k[5:]))
         self.rows.append({"epoch": float(epoch), "time": round(time.time() - self._start, 3), **{k: logged[k] for k in ordered}})
         if trainer.is_global_zero:
-            _write_atomically(self._csv(trainer), _csv_text(self.rows))
+            write_text_atomically(self._csv(trainer), _csv_text(self.rows))
 
     # ------------------------------------------------------------------------------------------ final eval
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -154,23 +153,3 @@ def _read_rows(path: Path) -> list[dict[str, float]]:
         return []
     with open(path, encoding="utf-8") as file:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(file)]
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

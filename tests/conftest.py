@@ -9,6 +9,7 @@ _SESSION_DIR = Path(tempfile.mkdtemp(prefix="yolo_lightning_tests_"))
 os.environ["YOLO_CONFIG_DIR"] = str(_SESSION_DIR / "ultralytics_config")
 os.environ["YOLO_LIGHTNING_CACHE"] = str(_SESSION_DIR / "cache")
 os.environ["YOLO_OFFLINE"] = "1"
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # as Ultralytics pins it here: parity runs share one arithmetic
 
 import pytest  # noqa: E402
 

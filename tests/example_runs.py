@@ -23,9 +23,9 @@ def run_example_config(name: str, data: Path, root: Path, *args: str) -> str:
     return _run(command, root)
 
 
-def _run(command: list[str], cwd: Path) -> str:
-    cwd.mkdir(parents=True, exist_ok=True)
+def _run(command: list[str], root: Path) -> str:
+    root.parent.mkdir(parents=True, exist_ok=True)  # run beside the run folder: one left at the cwd moves to runs/
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # DDP examples start two processes on two cores
-    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, cwd=root.parent, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout + result.stderr

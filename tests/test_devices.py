@@ -21,7 +21,12 @@ from yolo_lightning.callbacks import UltralyticsEMA
 from yolo_lightning.datamodule import ContiguousValSampler
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import portable_model
-from yolo_lightning.hardware import default_precision, evaluation_autocast, loader_workers
+from yolo_lightning.hardware import (
+    default_precision,
+    evaluation_autocast,
+    loader_workers,
+    plan_threads,
+)
 from yolo_lightning.synthetic import SYNTHETIC_NAMES, synthetic_data_yaml
 
 PROBE = Path(__file__).with_name("ddp_probe.py")
@@ -278,3 +283,12 @@ def test_freeze_then_unfreeze_under_ddp_equals_one_process(tiny_data_yaml, tmp_p
         for name, value in single["epochs"][epoch].items():
             assert torch.equal(zero["epochs"][epoch][name], one["epochs"][epoch][name]), (epoch, name)  # synchronised
             torch.testing.assert_close(zero["epochs"][epoch][name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_thread_plan_follows_cores_workers_load_and_the_user():
+    assert plan_threads("3", 2, 1, 0, "cpu", 5.0).threads == 3  # OMP_NUM_THREADS set by the user wins
+    assert plan_threads(None, 2, 1, 0, "cpu", 0.0).threads == 2  # a quiet 2-core machine: both cores
+    assert plan_threads(None, 2, 1, 0, "cpu", 1.2).threads == 1  # another program keeps a core busy
+    assert plan_threads(None, 2, 1, 2, "cpu", 0.0).threads == 1  # two loader workers
+    assert plan_threads(None, 16, 2, 2, "cpu", 0.0).threads == 6  # 8 cores per process, 2 workers
+    assert plan_threads(None, 64, 1, 4, "cuda", 0.0).threads == 8  # CUDA: at most 8, as Ultralytics

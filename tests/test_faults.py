@@ -19,7 +19,11 @@ from fault_tools import NaNImages
 from yolo_lightning import YOLODataModule, YOLOModule, export_ultralytics
 from yolo_lightning import export as export_module
 from yolo_lightning.callbacks import NonFiniteRecovery, UltralyticsCheckpoint
-from yolo_lightning.errors import ConfigurationError, NonFiniteWeightsError, TrainingError
+from yolo_lightning.errors import (
+    ConfigurationError,
+    NonFiniteWeightsError,
+    TrainingError,
+)
 from yolo_lightning.export import portable_model, ultralytics_checkpoint
 from yolo_lightning.run_folder import claim_run_folder
 from yolo_lightning.synthetic import SYNTHETIC_NAMES, synthetic_data_yaml

@@ -15,10 +15,19 @@ import lightning as L
 import numpy as np
 import pytest
 import yaml
-from parity import AUGMENTATION_OFF, run_lightning, run_ultralytics, save_initial_weights
+from parity import (
+    AUGMENTATION_OFF,
+    run_lightning,
+    run_ultralytics,
+    save_initial_weights,
+)
 
 from yolo_lightning import YOLODataModule, YOLOModule
-from yolo_lightning.callbacks import RunReport, UltralyticsPredictionWriter, UltralyticsProgressBar
+from yolo_lightning.callbacks import (
+    RunReport,
+    UltralyticsPredictionWriter,
+    UltralyticsProgressBar,
+)
 
 TASKS = {"detect": "yolo26n.yaml", "segment": "yolo26n-seg.yaml", "pose": "yolo26n-pose.yaml",
          "obb": "yolo26n-obb.yaml", "classify": "yolo26n-cls.yaml"}  # fmt: skip

@@ -18,7 +18,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from parity import AUGMENTATION_OFF, run_lightning, run_ultralytics, save_initial_weights
+from parity import (
+    AUGMENTATION_OFF,
+    run_lightning,
+    run_ultralytics,
+    save_initial_weights,
+)
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,10 @@ _OFFLINE_ENV = {
 }
 # check_font() looks for these names in Ultralytics' config dir before it tries a download.
 _FONT_NAMES = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+# OMP_NUM_THREADS as the user set it: Ultralytics sets its own value when it is imported first (see hardware.py).
+USER_THREADS = None if "ultralytics" in sys.modules else os.environ.get("OMP_NUM_THREADS")
 
 
 def set_offline_environment() -> None:

@@ -306,6 +306,14 @@ class YOLODataModule(L.LightningDataModule):
         if stage == "test":
             self.test_dataset = self._build_dataset(self.data_config, "test", self._per_rank_batch("val"))
 
+    def workers_per_process(self) -> int:
+        """Loader processes this process's training loader starts (Ultralytics' cap per local device applied)."""
+        if self.train_dataset is None:
+            return 0
+        local_devices = self.trainer.num_devices if self.trainer is not None else 1
+        batches = math.ceil(len(self.train_dataset) / max(1, self._per_rank_batch("train")))
+        return loader_workers(self.hparams.workers, local_devices, batches)
+
     def train_dataloader(self) -> DataLoader:
         """Shuffled training batches, in the same order as Ultralytics' ``build_dataloader`` for the same seed."""
         dataset = self.train_dataset

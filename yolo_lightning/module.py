@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from ultralytics.engine.results import Results
 from ultralytics.models.yolo.detect import DetectionValidator
 from ultralytics.utils import IterableSimpleNamespace
 
+from yolo_lightning._offline import USER_THREADS
 from yolo_lightning.allocator import keep_freed_memory_for_reuse
 from yolo_lightning.backbone_lr import (
     apply_rtdetr_auto_optimizer,
@@ -46,6 +48,7 @@ from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hardware import (
     check_precision,
     evaluation_autocast,
+    plan_threads,
     use_channels_last,
 )
 from yolo_lightning.hyperparameters import (
@@ -202,6 +205,7 @@ class YOLOModule(L.LightningModule):
         self._check_hardware_settings()
         if stage == "fit":
             self._check_fit_settings()
+        self._set_cpu_threads()
         if self.model is None:
             self._build(self._datamodule_names())
         else:
@@ -266,6 +270,16 @@ class YOLOModule(L.LightningModule):
                 f"dataset's ({len(data)}: {list(data.values())}). A checkpoint resumes or evaluates on the classes it "
                 f"was trained on; to train on new classes start from its weights: YOLOModule(model='best.pt')."
             )
+
+    def _set_cpu_threads(self) -> None:
+        """torch's intra-op threads for this process, from the cores, loader workers and load (see ``plan_threads``)."""
+        trainer, datamodule = self.trainer, getattr(self.trainer, "datamodule", None)
+        workers = datamodule.workers_per_process() if hasattr(datamodule, "workers_per_process") else 0
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        plan = plan_threads(USER_THREADS, os.cpu_count() or 1, trainer.num_devices, workers, self.device.type, load)
+        if torch.get_num_threads() != plan.threads:
+            torch.set_num_threads(plan.threads)
+        rank_zero_info(f"torch threads: {plan.threads} ({plan.reason})")
 
     def _check_hardware_settings(self) -> None:
         """Refuse half-precision weights; follow Ultralytics' deterministic mode and its AMP default on CUDA."""

@@ -5,6 +5,7 @@ best.pt, predictions equal to ``YOLO(best.pt).predict()`` saved as Ultralytics s
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import lightning as L
 import numpy as np
 import pytest
 import yaml
+from lightning.pytorch.callbacks import ModelSummary
 from parity import (
     AUGMENTATION_OFF,
     run_lightning,
@@ -25,6 +27,7 @@ from parity import (
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import (
     RunReport,
+    UltralyticsModelSummary,
     UltralyticsPredictionWriter,
     UltralyticsProgressBar,
 )
@@ -134,13 +137,41 @@ def test_progress_bar_shows_losses_instances_and_size_without_a_sync_per_batch(t
     assert "v_num" not in shown
 
 
-def test_the_module_puts_its_bar_in_place_of_lightnings_default_only(tiny_data_yaml, tmp_path):
+@pytest.fixture
+def logged(caplog: pytest.LogCaptureFixture) -> Any:
+    """What Lightning's rank-zero logger and Ultralytics' LOGGER (which does not propagate) log during the test."""
+    ultralytics_logger = logging.getLogger("ultralytics")
+    ultralytics_logger.addHandler(caplog.handler)
+    yield caplog
+    ultralytics_logger.removeHandler(caplog.handler)
+
+
+def test_the_module_puts_its_bar_and_summary_in_place_of_lightnings_defaults_only(tiny_data_yaml, tmp_path, logged):
     module = YOLOModule(plots=False)
     trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, limit_train_batches=1, limit_val_batches=1,
                         default_root_dir=str(tmp_path))  # fmt: skip
     trainer.fit(module, YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4, workers=0))
     assert type(trainer.progress_bar_callback) is UltralyticsProgressBar
     assert sum(isinstance(c, RunReport) for c in trainer.callbacks) == 1
+    assert [type(c) for c in trainer.callbacks if isinstance(c, ModelSummary)] == [UltralyticsModelSummary]
+    shown = logged.text
+    assert "YOLO26n summary: 260 layers" in shown and "GFLOPs" in shown and "Total Flops" not in shown, shown
+    assert f"Best weights: {tmp_path / 'weights' / 'best.pt'}" in shown
+
+
+def test_a_summary_of_your_own_or_none_stays(tiny_data_yaml, tmp_path, logged):
+    settings = dict(max_epochs=1, accelerator="cpu", logger=False, limit_train_batches=1, limit_val_batches=1,
+                    enable_progress_bar=False, default_root_dir=str(tmp_path))  # fmt: skip
+    data = YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4, workers=0)
+    L.Trainer(enable_model_summary=False, **settings).fit(YOLOModule(plots=False), data)
+    assert "summary (fused):" in logged.text and "YOLO26n summary:" not in logged.text  # only best.pt's fused one
+
+    class MySummary(ModelSummary):
+        pass
+
+    trainer = L.Trainer(callbacks=[MySummary()], **settings)
+    trainer.fit(YOLOModule(plots=False), data)
+    assert [type(c) for c in trainer.callbacks if isinstance(c, ModelSummary)] == [MySummary]
 
 
 # ----------------------------------------------------------------------------------------------------- predict

@@ -10,7 +10,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ModelSummary, TQDMProgressBar
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
@@ -34,6 +34,7 @@ from yolo_lightning.callbacks import (
     RunReport,
     UltralyticsCheckpoint,
     UltralyticsEMA,
+    UltralyticsModelSummary,
     UltralyticsProgressBar,
 )
 from yolo_lightning.class_weights import (
@@ -413,8 +414,8 @@ class YOLOModule(L.LightningModule):
     def configure_callbacks(self) -> list[L.Callback]:
         """What a plain ``Trainer().fit(model, dm)`` needs to run as Ultralytics' trainer does: the EMA, close_mosaic,
         NaN recovery, best.pt/last.pt (``UltralyticsCheckpoint``, in place of Lightning's default checkpoint), the run
-        folder's files and final validation (``RunReport``) and Ultralytics' progress columns (in place of Lightning's
-        default bar, same refresh rate).
+        folder's files and final validation (``RunReport``), Ultralytics' progress columns (in place of Lightning's
+        default bar, same refresh rate) and its model summary line (in place of Lightning's layer table).
 
         A callback of the same kind given to the Trainer (``UltralyticsEMA(decay=...)``, a ``ModelCheckpoint`` of your
         own...) is kept instead; with ``enable_checkpointing=False`` no checkpoint is added.
@@ -428,6 +429,9 @@ class YOLOModule(L.LightningModule):
         bar = trainer.progress_bar_callback if trainer is not None else None
         if type(bar) is TQDMProgressBar:  # Lightning's own bar (a bar of your own stays)
             defaults.append(UltralyticsProgressBar(refresh_rate=bar.refresh_rate, process_position=bar.process_position))
+        summary = next((c for c in given if type(c) is ModelSummary), None)  # Lightning's own (a rich one stays)
+        if summary is not None:
+            defaults.append(UltralyticsModelSummary(max_depth=summary._max_depth))
         return [c for c in defaults if not any(isinstance(g, type(c)) for g in given)]
 
     def configure_optimizers(self) -> dict[str, Any]:

@@ -104,12 +104,15 @@ class RunReport(L.Callback):
 
     # ------------------------------------------------------------------------------------------ final eval
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Validate best.pt with the task's Ultralytics validator (as ``final_eval``); print the total time."""
+        """Validate best.pt with the task's Ultralytics validator (as ``final_eval``); print the total time and where
+        best.pt is."""
         seconds = time.time() - self._start
         rank_zero_info(f"\n{len(self.rows)} epochs completed in {seconds / 3600:.3f} hours ({seconds:.1f} s).")
         best = Path(trainer.default_root_dir) / "weights" / "best.pt"
         if self.final_validation and best.is_file() and trainer.world_size == 1:
             self._validate_best(trainer, pl_module, best)
+        if best.is_file():
+            rank_zero_info(f"Best weights: {best} (loads in ultralytics.YOLO and YOLOModule(model=...))")
 
     @rank_zero_only
     def _validate_best(self, trainer: L.Trainer, pl_module: L.LightningModule, best: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import lightning as L
 import numpy as np
 import pytest
 from parity import (
@@ -92,3 +93,24 @@ def test_yolo26_trajectory_is_bit_identical_while_clipping(clipping, tiny_data_y
     for ours, theirs in zip(lightning.epoch_train_losses, ultralytics.epoch_train_losses, strict=True):
         # Ultralytics rounds its epoch means to 5 decimals (the callback also logs train/grad_norm)
         assert {key: ours[key] for key in theirs} == pytest.approx(theirs, abs=5e-6)
+
+
+@pytest.mark.slow
+def test_multi_scale_matches_detection_trainer(trained_weights, tiny_data_yaml, tmp_path):
+    """``multi_scale=0.5`` at 64 px: each batch resized to 32, 64 or 96 px by DetectionTrainer's own
+    ``preprocess_batch`` (the module calls it), drawing the same sizes from Python's generator as Ultralytics does, so
+    the per-iteration losses agree (augmentation off: only the size is drawn in the main process)."""
+    recipe = {**RECIPE, "multi_scale": 0.5}
+    sizes: list[int] = []
+
+    class Sizes(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            sizes.append(batch["img"].shape[-1])
+
+    ultralytics = run_ultralytics(trained_weights, tiny_data_yaml, tmp_path / "ultralytics", 2, epoch_seed=3, **recipe)
+    lightning, _ = run_lightning(
+        trained_weights, tiny_data_yaml, tmp_path / "lightning", 2, epoch_seed=3, callbacks=[Sizes()], **recipe
+    )
+    assert set(sizes) == {32, 64, 96}  # every size the formula allows at imgsz 64, in these 12 batches
+    assert len(lightning.losses) == len(ultralytics.losses) == 12
+    np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)

@@ -81,7 +81,8 @@ def test_a_plain_trainer_writes_ultralytics_run_folder_and_nothing_in_the_cwd(
     expected |= {"labels.jpg"} if task != "classify" else set()
     assert expected <= files, expected - files
     assert {"best.pt", "last.pt", "best.ckpt", "last.ckpt"} <= {p.name for p in (run / "weights").iterdir()}
-    assert yaml.safe_load((run / "args.yaml").read_text())["task"] == task
+    args = yaml.safe_load((run / "args.yaml").read_text())
+    assert (args["task"], args["imgsz"], args["batch"], args["workers"]) == (task, 64, 8, 0)  # the data's too
 
     with open(run / "results.csv") as file:
         rows = list(csv.DictReader(file))
@@ -265,3 +266,13 @@ def test_cli_validates_an_ultralytics_pt_and_warns_without_weights(trained_weigh
     assert result.returncode == 0 and "the weights are random" in result.stderr
     result = _cli("fit", "--ckpt_path", str(trained_weights), *common, cwd=tmp_path)
     assert result.returncode == 2 and "holds weights, not a run to resume" in result.stderr
+
+
+@pytest.mark.slow
+def test_cli_fit_without_checkpointing_writes_no_weights(tiny_data_yaml, tmp_path):
+    result = _cli("fit", "--data.data", str(tiny_data_yaml), "--data.imgsz", "64", "--data.workers", "0",
+                  "--trainer.max_epochs", "1", "--trainer.enable_checkpointing", "false", "--model.plots", "false",
+                  "--trainer.default_root_dir", str(tmp_path / "run"), cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "run" / "results.csv").is_file()
+    assert not [p.name for p in (tmp_path / "run").rglob("*") if p.suffix in {".ckpt", ".pt"}]

@@ -222,6 +222,11 @@ def test_a_task_that_does_not_fit_the_model_is_one_error():
         YOLOModule(model="yolo26n.yaml", task="segment")
 
 
+def test_multi_scale_on_a_classify_model_is_one_error():
+    with pytest.raises(ConfigurationError, match=r"multi_scale=0.5 .*ClassificationTrainer ignores it"):
+        YOLOModule(model="yolo26n-cls.yaml", multi_scale=0.5)
+
+
 def test_task_is_inferred_like_ultralytics():
     assert {t: YOLOModule(model=m).task.name for t, m in {**YOLO26, "detect": "yolo26n.yaml"}.items()} == {
         t: t for t in (*YOLO26, "detect")

@@ -69,10 +69,13 @@ def test_validation_plots_reach_image_loggers_and_torchmetrics_map_cross_checks(
     trainer.validate(module, YOLODataModule(data=str(standard_data_yaml), imgsz=64, batch=8, workers=0))
     ours = {k: float(v) for k, v in trainer.callback_metrics.items()}
 
-    assert set(image_logger.images) == {f"plots/{name[:-4]}" for name in CURVES + MATRICES}
+    batches = {f"plots/val_batch{i}_{kind}" for i in range(min(3, trainer.num_val_batches[0])) for kind in ("labels", "pred")}
+    assert len(batches) == 4  # 32 images in batches of 16
+    assert set(image_logger.images) == {f"plots/{name[:-4]}" for name in CURVES + MATRICES} | batches
     for (path,) in image_logger.images.values():
         with open(path, "rb") as image:
-            assert image.read(8) == b"\x89PNG\r\n\x1a\n"
+            head = image.read(8)
+        assert head == b"\x89PNG\r\n\x1a\n" if str(path).endswith(".png") else head[:3] == b"\xff\xd8\xff", path
     # COCO's 101-point AP (faster-coco-eval) and Ultralytics' interpolated AP agree closely, not exactly
     assert ours["metrics/coco/mAP50(B)"] == pytest.approx(ours["metrics/mAP50(B)"], abs=0.03)
     assert ours["metrics/coco/mAP50-95(B)"] == pytest.approx(ours["metrics/mAP50-95(B)"], abs=0.03)

@@ -76,6 +76,15 @@ class YOLOLightningCLI(LightningCLI):
         parser.add_lightning_class_args(UltralyticsPredictionWriter, "predictions")
         parser.set_defaults({"trainer.max_epochs": DEFAULT_EPOCHS})
 
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """LightningCLI's, without the always-on ``--checkpoint`` callback under ``--trainer.enable_checkpointing
+        false`` (Lightning refuses a ModelCheckpoint there; LightningCLI's own method offers no way to drop it)."""
+        callbacks = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
+        trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        if trainer_config.get("enable_checkpointing") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, UltralyticsCheckpoint)]
+        return self._instantiate_trainer(trainer_config, callbacks)
+
     # ------------------------------------------------------------------------------------------- configuration
     def _parse_ckpt_path(self) -> None:
         """Take the checkpoint's hyper-parameters, as LightningCLI does, after checking them against the command line;

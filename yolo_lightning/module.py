@@ -6,6 +6,7 @@ import importlib.util
 import os
 from contextlib import AbstractContextManager
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import lightning as L
@@ -53,6 +54,7 @@ from yolo_lightning.hardware import (
     use_channels_last,
 )
 from yolo_lightning.hyperparameters import (
+    DATAMODULE_ARGS,
     MODULE_ARGS,
     check_no_unknown_arguments,
     ultralytics_namespace,
@@ -73,7 +75,9 @@ from yolo_lightning.version import yolo_lightning_version
 
 D = DEFAULT_CFG
 DEFAULT_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step clips at this norm
-DATA_ARGS_IN_MODEL_ARGS = ("batch", "single_cls", "overlap_mask", "mask_ratio")  # read by losses and validators
+# The data arguments of the run (batch, mosaic, workers...): read by losses and validators, written to args.yaml and
+# best.pt's train_args. Not the data path (set once resolved) nor predict's source.
+DATA_ARGS_IN_MODEL_ARGS = DATAMODULE_ARGS - {"data", "source", "vid_stride"}
 PLOTTED_VAL_BATCHES = 3  # BaseValidator: val_batch0..2_labels.jpg / _pred.jpg
 
 
@@ -128,6 +132,7 @@ class YOLOModule(L.LightningModule):
         warmup_bias_lr: float = D.warmup_bias_lr,
         nbs: int = D.nbs,
         cos_lr: bool = D.cos_lr,
+        multi_scale: float = D.multi_scale,
         box: float = D.box,
         cls: float = D.cls,
         dfl: float = D.dfl,
@@ -169,6 +174,11 @@ class YOLOModule(L.LightningModule):
             )
         ultralytics_namespace("YOLOModule", **{k: v for k, v in locals().items() if k in MODULE_ARGS})  # range checks
         self.task: Task = task_of(model_config(model_yaml or model), task)
+        if multi_scale and not self.task.finds_objects:
+            raise ConfigurationError(
+                f"multi_scale={multi_scale} resizes detection-family batches; Ultralytics' {self.task.trainer_class.__name__} "
+                f"ignores it: drop it for {self.task.name} models."
+            )
         if map_cross_check and not self.task.coco_cross_check:
             raise ConfigurationError(f"map_cross_check=True compares axis-aligned boxes: detect models only, not {self.task.name}.")
         self.save_hyperparameters()
@@ -346,7 +356,7 @@ class YOLOModule(L.LightningModule):
         datamodule = getattr(trainer, "datamodule", None)
         data_args = {}
         if datamodule is not None:
-            data_args = {k: datamodule.hparams[k] for k in DATA_ARGS_IN_MODEL_ARGS if k in datamodule.hparams}
+            data_args = {k: datamodule.hparams[k] for k in sorted(DATA_ARGS_IN_MODEL_ARGS) if k in datamodule.hparams}
             data_args["imgsz"] = datamodule.imgsz
             if getattr(datamodule, "data_config", None):
                 data_args["data"] = datamodule.data_path  # lets YOLO("best.pt").val() find the data
@@ -659,10 +669,14 @@ class YOLOModule(L.LightningModule):
             return predict_batch(self._predictor, batch)
 
     def _preprocess(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """The trainer's ``preprocess_batch``: uint8 images to float in [0, 1] (classification datasets give floats)."""
-        if self.task.images_are_uint8:
-            batch["img"] = batch["img"].float() / 255
-        return batch
+        """The task trainer's own ``preprocess_batch`` (images to float in [0, 1]; ``multi_scale``'s random size for
+        the detection family), run on the trainer attributes it reads."""
+        trainer = SimpleNamespace(device=self.device, args=self.model.args, stride=self._grid_stride())
+        return self.task.trainer_class.preprocess_batch(trainer, batch)
+
+    def _grid_stride(self) -> int:
+        """The trainer's ``stride``: the model's largest stride, at least 32 (``BaseTrainer._setup_train``)."""
+        return max(int(self.model.stride.max()) if hasattr(self.model, "stride") else 32, 32)
 
     # -------------------------------------------------------------------------------------------------- helpers
     def _train_loader(self):

@@ -109,7 +109,8 @@ class Task:
         validator_class: the task's validator, whose ``preprocess``/``postprocess``/``update_metrics`` validation
             reuses.
         metrics_class: Ultralytics' metrics class the validator fills (its ``stats`` keys are the states to gather).
-        trainer_class: the task's Ultralytics trainer, whose plotting methods draw the run folder's images.
+        trainer_class: the task's Ultralytics trainer, whose ``preprocess_batch`` prepares training batches and whose
+            plotting methods draw the run folder's images.
         predictor_class: the task's Ultralytics predictor (letterbox, post-processing, ``Results``).
         parts: ``(key suffix, metrics attribute)`` of each evaluated part, e.g. ``("M", "seg")``: ``metrics/mAP50(M)``.
         build_dataset: ``(hyp, path, batch, data, mode) -> Dataset``, as the task's trainer builds it.
@@ -118,7 +119,6 @@ class Task:
             ``set_model_attributes`` (pose: ``kpt_shape``, ``kpt_oks_sigmas``, ``kpt_names``).
         val_batch_factor: validation batch = training batch x this (DetectionTrainer: 2, but 1 for OBB).
         default_imgsz: Ultralytics' image size for the task (classify: 224).
-        images_are_uint8: the training images are 0..255 integers divided by 255 (classify datasets give floats).
         finds_objects: boxes, NMS, mosaic, ``max_det``; False for classify.
         val_shuffled: the validation loader is shuffled like the training one (classify: build_dataloader's default).
         coco_cross_check: axis-aligned boxes torchmetrics' COCO mAP can cross-check (detect).
@@ -136,7 +136,6 @@ class Task:
     data_attributes: Callable[[dict[str, Any], int], dict[str, Any]] = _no_data_attributes
     val_batch_factor: int = 2
     default_imgsz: int = 640
-    images_are_uint8: bool = True
     finds_objects: bool = True
     val_shuffled: bool = False
     coco_cross_check: bool = False
@@ -166,7 +165,7 @@ POSE = Task(
 OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, OBBTrainer, OBBPredictor, (("B", "box"),), val_batch_factor=1)
 CLASSIFY = Task(
     "classify", ClassificationModel, ClassificationValidator, ClassifyMetrics, ClassificationTrainer,
-    ClassificationPredictor, (), build_dataset=_classification_dataset, default_imgsz=224, images_are_uint8=False,
+    ClassificationPredictor, (), build_dataset=_classification_dataset, default_imgsz=224,
     finds_objects=False, val_shuffled=True,
 )  # fmt: skip
 TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, POSE, OBB, CLASSIFY)}

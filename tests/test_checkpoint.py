@@ -229,6 +229,35 @@ def test_monitor_that_is_never_logged_lists_the_logged_keys(tiny_data_yaml, tmp_
         trainer.fit(YOLOModule(), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=8, workers=0))
 
 
+def test_last_saved_with_best_is_a_copy_not_a_second_serialization(tiny_data_yaml, tmp_path, monkeypatch):
+    """The first validation always writes best: last.ckpt/last.pt are then byte copies (own files), and resume."""
+    serialized = []
+    save_checkpoint = L.Trainer.save_checkpoint
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", lambda self, path, *a, **k: serialized.append(Path(path).name)
+                        or save_checkpoint(self, path, *a, **k))  # fmt: skip
+
+    def fit(max_epochs: int, ckpt_path: Path | None = None) -> None:
+        trainer = L.Trainer(
+            max_epochs=max_epochs, accelerator="cpu", logger=False, enable_progress_bar=False, num_sanity_val_steps=0,
+            limit_train_batches=1, limit_val_batches=1, default_root_dir=str(tmp_path), callbacks=[UltralyticsCheckpoint(save_period=1)],
+        )  # fmt: skip
+        module = YOLOModule(model="yolov8n.yaml")
+        trainer.fit(module, YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=8, workers=0), ckpt_path=ckpt_path)
+
+    fit(1)
+    weights = tmp_path / "weights"
+    assert serialized == ["best.ckpt"]  # last.ckpt was not pickled again
+    for suffix in (".ckpt", ".pt"):
+        best, last = weights / f"best{suffix}", weights / f"last{suffix}"
+        assert last.read_bytes() == best.read_bytes()
+        assert not last.samefile(best) and oct(last.stat().st_mode & 0o777) == oct(best.stat().st_mode & 0o777)
+    assert (weights / "epoch0.pt").read_bytes() == (weights / "last.pt").read_bytes()
+    assert not list(weights.glob(".*"))  # no staged file left behind
+    fit(2, ckpt_path=weights / "last.ckpt")
+    assert torch.load(weights / "last.pt", weights_only=False)["epoch"] == 1
+    assert (weights / "best.ckpt").is_file() and sorted(p.name for p in weights.glob("epoch*.pt")) == ["epoch0.pt", "epoch1.pt"]
+
+
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

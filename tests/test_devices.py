@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -21,7 +22,9 @@ from yolo_lightning.callbacks import UltralyticsEMA
 from yolo_lightning.datamodule import ContiguousValSampler
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import portable_model
+from yolo_lightning import hardware
 from yolo_lightning.hardware import (
+    busy_cores,
     default_precision,
     evaluation_autocast,
     loader_workers,
@@ -283,6 +286,22 @@ def test_freeze_then_unfreeze_under_ddp_equals_one_process(tiny_data_yaml, tmp_p
         for name, value in single["epochs"][epoch].items():
             assert torch.equal(zero["epochs"][epoch][name], one["epochs"][epoch][name]), (epoch, name)  # synchronised
             torch.testing.assert_close(zero["epochs"][epoch][name], value, rtol=1e-5, atol=1e-7)
+
+
+def test_busy_cores_counts_other_programs_now(monkeypatch):
+    samples = iter([(100, 1000, 2), (130, 1100, 2)])  # 100 jiffies elapsed, 30 of them idle: 0.7 of 2 cores busy
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: next(samples))
+    assert busy_cores(0.0) == pytest.approx(1.4)
+    monkeypatch.setattr(hardware, "_cpu_times", lambda: (_ for _ in ()).throw(OSError("no /proc/stat")))
+    assert busy_cores(0.0) == pytest.approx(os.getloadavg()[0], abs=0.5)  # the load average where /proc/stat is missing
+    monkeypatch.undo()
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert busy_cores(0.5) >= 0.6  # the spinning process holds one core (of the real /proc/stat)
+    finally:
+        spinner.kill()
+        spinner.wait()
 
 
 def test_thread_plan_follows_cores_workers_load_and_the_user():

@@ -18,6 +18,7 @@ from fault_tools import NaNImages
 
 from yolo_lightning import YOLODataModule, YOLOModule, export_ultralytics
 from yolo_lightning import export as export_module
+from yolo_lightning import files as files_module
 from yolo_lightning.callbacks import NonFiniteRecovery, UltralyticsCheckpoint
 from yolo_lightning.errors import (
     ConfigurationError,
@@ -109,14 +110,15 @@ def test_fp16_export_clamps_overflow_and_refuses_nan():
 
 # ------------------------------------------------------------------------------------------------ full disk
 def test_full_disk_keeps_the_previous_pair_intact(tiny_data_yaml, tmp_path, monkeypatch):
-    """The 5th file written (epoch 1's first) fails with ENOSPC: the run stops with one error, epoch 0's best/last
-    .ckpt/.pt stay, load, and hold the same epoch; no temporary file is left behind."""
+    """The 3rd file serialized (epoch 1's first; epoch 0's last.* are copies of its best.*) fails with ENOSPC: the run
+    stops with one error, epoch 0's best/last .ckpt/.pt stay, load, and hold the same epoch; no temporary file is left
+    behind."""
     writes = {"count": 0}
     real_save = torch.save
 
     def save(obj, file, *args, **kwargs):
         writes["count"] += 1
-        if writes["count"] == 5:
+        if writes["count"] == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_save(obj, file, *args, **kwargs)
 
@@ -130,6 +132,21 @@ def test_full_disk_keeps_the_previous_pair_intact(tiny_data_yaml, tmp_path, monk
     for path in weights.iterdir():
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~_umask(), path  # ordinary file mode, .pt and .ckpt alike
     export_ultralytics(weights / "last.ckpt", tmp_path / "exported.pt")  # still loadable
+
+
+def test_full_disk_while_copying_best_to_last(tiny_data_yaml, tmp_path, monkeypatch):
+    """Epoch 0's last.* are copies of its best.*: a full disk during the copy is the same one error, no partial file."""
+
+    def copy(source, target, *args, **kwargs):
+        target.write(source.read(1000))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files_module.shutil, "copyfileobj", copy)
+    with pytest.raises(TrainingError, match=r"cannot write .*weights/last.ckpt.*No space left on device.*intact"):
+        _fit(tmp_path, tiny_data_yaml, 2, [UltralyticsCheckpoint()])
+    weights = tmp_path / "weights"
+    assert sorted(p.name for p in weights.iterdir()) == ["best.ckpt", "best.pt"]  # no last.*, no temporary file
+    assert _epoch(weights / "best.pt") == _epoch(weights / "best.ckpt") == 0
 
 
 def _umask() -> int:

@@ -4,6 +4,7 @@ concurrent reader ever sees a half-written file, and a failed write leaves the p
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +48,16 @@ def stage(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return Path(tmp)
+
+
+def stage_copy(source: str | Path, path: str | Path) -> Path:
+    """``stage`` a byte copy of ``source`` next to ``path`` (an unreadable ``source`` is a TrainingError too)."""
+
+    def copy(file: BinaryIO) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, file)
+
+    return stage(path, copy)
 
 
 def commit(staged: Path, path: str | Path) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
@@ -60,6 +61,33 @@ def use_channels_last(channels_last: bool | None, device: torch.device) -> bool:
     return channels_last is not False and device.type == "cuda"
 
 
+def busy_cores(window: float = 0.25) -> float:
+    """How many cores other programs keep busy right now: sampled from ``/proc/stat`` over ``window`` seconds.
+
+    The 1-minute load average lags by a minute (a run started right after an install would see the install's load);
+    this process sleeps while sampling, so the busy time is other programs'. Without ``/proc/stat`` (macOS, Windows):
+    the load average, or 0.
+    """
+    try:
+        first = _cpu_times()
+        time.sleep(window)
+        second = _cpu_times()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    (idle0, total0, cores), (idle1, total1, _) = first, second
+    elapsed = total1 - total0
+    return 0.0 if elapsed <= 0 else cores * (1.0 - (idle1 - idle0) / elapsed)
+
+
+def _cpu_times() -> tuple[int, int, int]:
+    """(idle + iowait jiffies, all jiffies, cores) from ``/proc/stat``."""
+    with open("/proc/stat", encoding="ascii") as file:
+        lines = file.read().splitlines()
+    fields = [int(x) for x in lines[0].split()[1:]]
+    cores = sum(1 for line in lines if line.startswith("cpu") and line[3:4].isdigit())
+    return fields[3] + fields[4], sum(fields[:8]), cores
+
+
 @dataclass(frozen=True)
 class ThreadPlan:
     """How many intra-op threads a training process gives torch, and why (printed once per run)."""
@@ -75,7 +103,7 @@ def plan_threads(
 
     - ``OMP_NUM_THREADS`` set by the user (before importing yolo-lightning): that, always.
     - Otherwise, the process's share of the cores (``cores // local processes``) minus its loader workers (each a
-      process of its own) and minus the cores other programs keep busy (the 1-minute load average): on a quiet
+      process of its own) and minus the cores other programs keep busy (``load``, see ``busy_cores``): on a quiet
       2-core machine without workers, 2 threads (1.9x Ultralytics' pinned 1 thread); beside a busy core or 2 loader
       workers, 1 thread, since oversubscribed intra-op threads wait on each other (a 1-epoch fit measured 18-146 s
       instead of 2.4-3.5 s). On CUDA at most 8, as Ultralytics (the GPU does the arithmetic).
@@ -85,5 +113,5 @@ def plan_threads(
     share = max(1, cores // max(local_processes, 1))
     free = share - loader_workers - max(0, round(load))
     threads = max(1, min(free, 8) if device_type == "cuda" else free)
-    reason = f"{share} cores per process, {loader_workers} loader workers, load {load:.1f}"
+    reason = f"{share} cores per process, {loader_workers} loader workers, {load:.1f} cores busy with other programs"
     return ThreadPlan(threads, reason)

@@ -48,6 +48,7 @@ from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hardware import (
+    busy_cores,
     check_precision,
     evaluation_autocast,
     plan_threads,
@@ -286,7 +287,7 @@ class YOLOModule(L.LightningModule):
         """torch's intra-op threads for this process, from the cores, loader workers and load (see ``plan_threads``)."""
         trainer, datamodule = self.trainer, getattr(self.trainer, "datamodule", None)
         workers = datamodule.workers_per_process() if hasattr(datamodule, "workers_per_process") else 0
-        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        load = busy_cores() if not USER_THREADS else 0.0
         plan = plan_threads(USER_THREADS, os.cpu_count() or 1, trainer.num_devices, workers, self.device.type, load)
         if torch.get_num_threads() != plan.threads:
             torch.set_num_threads(plan.threads)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from weakref import proxy
 
 import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
@@ -24,7 +25,7 @@ from yolo_lightning.export import (
     stage_checkpoint,
     ultralytics_checkpoint,
 )
-from yolo_lightning.files import commit
+from yolo_lightning.files import commit, stage_copy
 from yolo_lightning.finite import finite_flag
 from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of, run_root
 
@@ -127,6 +128,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         self.history: dict[str, list[float]] = {}
         self._default_layout = dirpath is None  # the run folder is the Trainer's (and may move to a free one)
         self._io: StagedCheckpointIO | None = None
+        # While on_validation_end saves: "" until it writes best.ckpt, then that path (last is then copied from it)
+        self._best_saved_now: str | None = None
 
     # ------------------------------------------------------------------------------------------ where files go
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -194,9 +197,13 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             return
         for key, value in {"epoch": float(trainer.current_epoch), **pl_module.last_metrics()}.items():
             self.history.setdefault(key, []).append(value)
-        super().on_validation_end(trainer, pl_module)
-        if not self._should_skip_saving_checkpoint(trainer):  # nothing saved this step: the value did not improve
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._best_saved_now = ""
+        try:
+            super().on_validation_end(trainer, pl_module)
+            if not self._should_skip_saving_checkpoint(trainer):  # nothing saved this step: the value did not improve
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        finally:
+            self._best_saved_now = None
 
     def _finite(self, trainer: L.Trainer, pl_module: L.LightningModule, metrics: bool) -> bool:
         """Weights (live and EMA) and, with ``metrics``, ``fitness`` and the monitored value finite, on every rank."""
@@ -235,14 +242,57 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             if twin is not None:
                 twin.unlink(missing_ok=True)
             raise TrainingError(f"{failure}; the previous {Path(filepath).stem} files are intact.")
+        if self._best_saved_now is not None and Path(filepath).stem != self.CHECKPOINT_NAME_LAST:
+            self._best_saved_now = filepath
         if not trainer.is_global_zero:
             return
         if self._io is not None:
             self._io.commit(filepath)
         commit(twin, twin_path)
+        if Path(filepath).stem == self.CHECKPOINT_NAME_LAST:
+            self._save_period_copy(trainer, twin_path)
+
+    def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
+        """Lightning's, except right after ``best`` was written by this validation: ``last`` is then a copy of it.
+
+        Both hold the same state, so the files are copied instead of serialized a second time (the expensive part:
+        building the fp16 ``.pt`` and pickling the ``.ckpt``), as Ultralytics writes the bytes it serialized once to
+        both last.pt and best.pt. A copy, not a link: each file stays independent of the other.
+        """
+        best = self._best_saved_now
+        if not best or self._io is None:  # nothing written by this validation, or a custom IO that may not be local
+            super()._save_last_checkpoint(trainer, monitor_candidates)
+            return
+        filepath = self.format_checkpoint_name(monitor_candidates, self.CHECKPOINT_NAME_LAST)
+        previous, self.last_model_path = self.last_model_path, filepath
+        pairs = [(Path(best).with_suffix(suffix), Path(filepath).with_suffix(suffix)) for suffix in (".ckpt", ".pt")]
+        staged, failure = [], None
+        if trainer.is_global_zero:
+            try:
+                for source, target in pairs:
+                    staged.append(stage_copy(source, target))
+            except TrainingError as error:
+                failure = str(error)
+        failure = trainer.strategy.broadcast(failure, src=0)
+        if failure:
+            for file in staged:
+                file.unlink(missing_ok=True)
+            raise TrainingError(f"{failure}; the previous {self.CHECKPOINT_NAME_LAST} files are intact.")
+        if trainer.is_global_zero:
+            for file, (_, target) in zip(staged, pairs):
+                commit(file, target)
+            self._save_period_copy(trainer, Path(filepath).with_suffix(".pt"))
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+        if previous and self._should_remove_checkpoint(trainer, previous, filepath):
+            self._remove_checkpoint(trainer, previous)
+
+    def _save_period_copy(self, trainer: L.Trainer, last_pt: Path) -> None:
+        """Keep ``epoch{N}.pt`` beside ``last.pt`` every ``save_period`` epochs (Ultralytics' ``save_period``)."""
         epoch = trainer.current_epoch
-        if Path(filepath).stem == self.CHECKPOINT_NAME_LAST and self.save_period > 0 and (epoch + 1) % self.save_period == 0:
-            save_atomically(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path.with_name(f"epoch{epoch}.pt"))
+        if self.save_period > 0 and (epoch + 1) % self.save_period == 0:
+            periodic = last_pt.with_name(f"epoch{epoch}.pt")
+            commit(stage_copy(last_pt, periodic), periodic)
 
     def _ultralytics_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """EMA weights (the live module holds the raw ones outside validation) in Ultralytics' format."""

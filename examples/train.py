@@ -12,7 +12,7 @@ def main() -> None:
     parser = example_parser(__doc__, epochs=80, root="runs/example", model="yolov8n.yaml")
     args = parser.parse_args()
 
-    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=0, mosaic=0.0)
+    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=16, workers=0, mosaic=0.0, scale=0.2)
     model = YOLOModule(
         model=args.model, optimizer="AdamW", lr0=0.003, nbs=16, warmup_epochs=1, warmup_bias_lr=0.0, cls=2.0
     )

@@ -61,22 +61,30 @@ def use_channels_last(channels_last: bool | None, device: torch.device) -> bool:
     return channels_last is not False and device.type == "cuda"
 
 
-def busy_cores(window: float = 0.25) -> float:
-    """How many cores other programs keep busy right now: sampled from ``/proc/stat`` over ``window`` seconds.
+def busy_cores(window: float = 0.1, samples: int = 3) -> float:
+    """How many cores other programs keep busy right now: the least of ``samples`` readings of ``/proc/stat``, each
+    over ``window`` seconds, less this process's own CPU time.
 
     The 1-minute load average lags by a minute (a run started right after an install would see the install's load);
-    this process sleeps while sampling, so the busy time is other programs'. Without ``/proc/stat`` (macOS, Windows):
-    the load average, or 0.
+    the least of a few short readings ignores a burst (a process exiting, the kernel writing files back) that a
+    sustained load does not. Without ``/proc/stat`` (macOS, Windows): the load average, or 0.
     """
     try:
-        first = _cpu_times()
-        time.sleep(window)
-        second = _cpu_times()
+        return min(_busy_over(window) for _ in range(samples))
     except (OSError, ValueError, IndexError):
         return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    (idle0, total0, cores), (idle1, total1, _) = first, second
-    elapsed = total1 - total0
-    return 0.0 if elapsed <= 0 else cores * (1.0 - (idle1 - idle0) / elapsed)
+
+
+def _busy_over(window: float) -> float:
+    """Cores busy with other programs over one ``window`` (seconds)."""
+    (idle0, total0, cores), own0 = _cpu_times(), time.process_time()
+    time.sleep(window)
+    (idle1, total1, _), own1 = _cpu_times(), time.process_time()
+    elapsed = (total1 - total0) / max(cores, 1)  # jiffies of one core's wall time
+    if elapsed <= 0:
+        return 0.0
+    busy = cores * (1.0 - (idle1 - idle0) / (total1 - total0))
+    return max(0.0, busy - (own1 - own0) * os.sysconf("SC_CLK_TCK") / elapsed)
 
 
 def _cpu_times() -> tuple[int, int, int]:

@@ -25,6 +25,7 @@ from yolo_lightning.export import portable_model
 from yolo_lightning import hardware
 from yolo_lightning.hardware import (
     busy_cores,
+    other_programs_load,
     default_precision,
     evaluation_autocast,
     loader_workers,
@@ -303,6 +304,15 @@ def test_busy_cores_counts_other_programs_now(monkeypatch):
     finally:
         spinner.kill()
         spinner.wait()
+
+
+def test_sibling_ranks_are_not_other_programs(monkeypatch):
+    """One process samples the cores busy now; several local processes (DDP) use the load average, since a sample
+    taken while the sibling ranks start would count them, and plan_threads already gives each its share."""
+    monkeypatch.setattr(hardware, "busy_cores", lambda: 1.0)
+    monkeypatch.setattr(hardware.os, "getloadavg", lambda: (0.25, 0.0, 0.0))
+    assert other_programs_load(1) == 1.0
+    assert other_programs_load(2) == 0.25
 
 
 def test_thread_plan_follows_cores_workers_load_and_the_user():

@@ -20,6 +20,7 @@ from yolo_lightning import YOLODataModule, YOLOModule, export_ultralytics
 from yolo_lightning import export as export_module
 from yolo_lightning import files as files_module
 from yolo_lightning.callbacks import NonFiniteRecovery, UltralyticsCheckpoint
+from yolo_lightning.callbacks import checkpoint as checkpoint_module
 from yolo_lightning.errors import (
     ConfigurationError,
     NonFiniteWeightsError,
@@ -147,6 +148,24 @@ def test_full_disk_while_copying_best_to_last(tiny_data_yaml, tmp_path, monkeypa
     weights = tmp_path / "weights"
     assert sorted(p.name for p in weights.iterdir()) == ["best.ckpt", "best.pt"]  # no last.*, no temporary file
     assert _epoch(weights / "best.pt") == _epoch(weights / "best.ckpt") == 0
+
+
+def test_a_folder_error_while_copying_is_the_same_error_on_every_rank(tiny_data_yaml, tmp_path, monkeypatch):
+    """A temporary file that cannot be created (no inodes left: ConfigurationError from ``stage``) is caught before
+    the ranks' broadcast like a failed write, so no rank waits for rank 0; the staged .ckpt copy is removed."""
+    real_stage_copy = checkpoint_module.stage_copy
+    calls = []
+
+    def stage_copy(source, target):
+        calls.append(Path(target).name)
+        if len(calls) == 2:  # the .pt, after the .ckpt copy was staged
+            raise ConfigurationError(f"cannot write {target}: No space left on device")
+        return real_stage_copy(source, target)
+
+    monkeypatch.setattr(checkpoint_module, "stage_copy", stage_copy)
+    with pytest.raises(TrainingError, match=r"cannot write .*last.pt.*intact"):
+        _fit(tmp_path, tiny_data_yaml, 2, [UltralyticsCheckpoint()])
+    assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["best.ckpt", "best.pt"]
 
 
 def _umask() -> int:

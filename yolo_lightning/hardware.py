@@ -72,7 +72,19 @@ def busy_cores(window: float = 0.1, samples: int = 3) -> float:
     try:
         return min(_busy_over(window) for _ in range(samples))
     except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        return _load_average()
+
+
+def other_programs_load(local_processes: int) -> float:
+    """Cores other programs keep busy, for ``plan_threads``: ``busy_cores`` for a single process; the load average
+    when several processes train on this machine (DDP), since a reading taken now would count the sibling ranks,
+    busy starting up, whose share ``plan_threads`` already leaves them."""
+    return busy_cores() if local_processes <= 1 else _load_average()
+
+
+def _load_average() -> float:
+    """The 1-minute load average, or 0 where the platform has none."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
 
 
 def _busy_over(window: float) -> float:

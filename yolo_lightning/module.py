@@ -48,9 +48,9 @@ from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hardware import (
-    busy_cores,
     check_precision,
     evaluation_autocast,
+    other_programs_load,
     plan_threads,
     use_channels_last,
 )
@@ -287,8 +287,9 @@ class YOLOModule(L.LightningModule):
         """torch's intra-op threads for this process, from the cores, loader workers and load (see ``plan_threads``)."""
         trainer, datamodule = self.trainer, getattr(self.trainer, "datamodule", None)
         workers = datamodule.workers_per_process() if hasattr(datamodule, "workers_per_process") else 0
-        load = busy_cores() if not USER_THREADS else 0.0
-        plan = plan_threads(USER_THREADS, os.cpu_count() or 1, trainer.num_devices, workers, self.device.type, load)
+        local = trainer.num_devices
+        load = 0.0 if USER_THREADS else other_programs_load(local)
+        plan = plan_threads(USER_THREADS, os.cpu_count() or 1, local, workers, self.device.type, load)
         if torch.get_num_threads() != plan.threads:
             torch.set_num_threads(plan.threads)
         rank_zero_info(f"torch threads: {plan.threads} ({plan.reason})")

@@ -271,7 +271,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             try:
                 for source, target in pairs:
                     staged.append(stage_copy(source, target))
-            except TrainingError as error:
+            except (TrainingError, ConfigurationError) as error:  # every rank must reach the broadcast below
                 failure = str(error)
         failure = trainer.strategy.broadcast(failure, src=0)
         if failure:

@@ -10,8 +10,10 @@ import lightning as L
 import numpy as np
 import torch
 from ultralytics import YOLO
+from ultralytics.utils import NUM_THREADS
 
 from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning import module as module_file
 from yolo_lightning.models import build_model, model_config
 from yolo_lightning.tasks import task_of
 
@@ -132,5 +134,12 @@ def run_lightning(
         num_sanity_val_steps=0, default_root_dir=str(root),
         callbacks=[_Recorder(record, epoch_seed, seed_once), *callbacks],
     )  # fmt: skip
-    trainer.fit(module, datamodule)
+    # DetectionTrainer computes with Ultralytics' NUM_THREADS (select_device pins it); yolo-lightning's thread plan
+    # would take every idle core. Pinned as a user pins it (OMP_NUM_THREADS), both sides do the same arithmetic.
+    planned = module_file.USER_THREADS
+    module_file.USER_THREADS = str(NUM_THREADS)
+    try:
+        trainer.fit(module, datamodule)
+    finally:
+        module_file.USER_THREADS = planned
     return record, module

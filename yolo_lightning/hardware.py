@@ -92,11 +92,11 @@ def _busy_over(window: float) -> float:
     (idle0, total0, cores), own0 = _cpu_times(), time.process_time()
     time.sleep(window)
     (idle1, total1, _), own1 = _cpu_times(), time.process_time()
-    elapsed = (total1 - total0) / max(cores, 1)  # jiffies of one core's wall time
-    if elapsed <= 0:
+    all_jiffies = total1 - total0  # every core's time over the window
+    if all_jiffies <= 0:
         return 0.0
-    busy = cores * (1.0 - (idle1 - idle0) / (total1 - total0))
-    return max(0.0, busy - (own1 - own0) * os.sysconf("SC_CLK_TCK") / elapsed)
+    others = all_jiffies - (idle1 - idle0) - (own1 - own0) * os.sysconf("SC_CLK_TCK")  # busy, and not this process
+    return max(0.0, cores * others / all_jiffies)
 
 
 def _cpu_times() -> tuple[int, int, int]:
@@ -123,7 +123,7 @@ def plan_threads(
 
     - ``OMP_NUM_THREADS`` set by the user (before importing yolo-lightning): that, always.
     - Otherwise, the process's share of the cores (``cores // local processes``) minus its loader workers (each a
-      process of its own) and minus the cores other programs keep busy (``load``, see ``busy_cores``): on a quiet
+      process of its own) and minus the cores other programs keep busy (``load``: ``other_programs_load``): on a quiet
       2-core machine without workers, 2 threads (1.9x Ultralytics' pinned 1 thread); beside a busy core or 2 loader
       workers, 1 thread, since oversubscribed intra-op threads wait on each other (a 1-epoch fit measured 18-146 s
       instead of 2.4-3.5 s). On CUDA at most 8, as Ultralytics (the GPU does the arithmetic).

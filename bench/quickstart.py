@@ -2,6 +2,7 @@
 
     python bench/quickstart.py --seeds 0 1 2                 # examples/configs/quickstart.yaml as it is
     python bench/quickstart.py --seeds 0 --set multi_scale=0  # one Ultralytics argument changed on both sides
+    python bench/quickstart.py --runners yolo-lightning --config my.yaml  # another config, one side only
 
 yolo-lightning runs the README's first command (``yolo-lightning fit --config examples/configs/quickstart.yaml``)
 with ``--seed_everything`` and a run folder per seed; native runs ``YOLO(model).train(...)`` with the config's
@@ -26,17 +27,19 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "examples" / "configs" / "quickstart.yaml"
+QUICKSTART = ROOT / "examples" / "configs" / "quickstart.yaml"
+RUNNERS = ("native", "yolo-lightning")
 KEY = "metrics/mAP50(B)"
 
 
 def native_arguments(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """The config's model and data arguments as one Ultralytics train call (``data: synthetic`` -> its data.yaml)."""
-    from yolo_lightning.synthetic import synthetic_data_yaml
+    """The config's model and data arguments as one Ultralytics train call (``data: synthetic<N>`` -> its data.yaml)."""
+    from yolo_lightning.synthetic import synthetic_data_yaml, synthetic_sizes
 
     args = {**config["model"], **config["data"], **overrides, "epochs": config["trainer"]["max_epochs"]}
-    if args["data"] == "synthetic":
-        args["data"] = str(synthetic_data_yaml())
+    sizes = synthetic_sizes(args["data"])
+    if sizes is not None:
+        args["data"] = str(synthetic_data_yaml(n_train=sizes[0], n_val=sizes[1]))
     return args
 
 
@@ -48,17 +51,17 @@ def train_native(args: dict[str, Any], seed: int, run: Path) -> None:
     YOLO(model).train(**args, seed=seed, device="cpu", project=str(run.parent), name=run.name, exist_ok=True)
 
 
-def run_one(runner: str, seed: int, run: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+def run_one(runner: str, config: Path, seed: int, run: Path, overrides: dict[str, Any]) -> dict[str, Any]:
     """Train one seed with one runner in a fresh process; return its numbers."""
     if runner == "yolo-lightning":
         from yolo_lightning.hyperparameters import MODULE_ARGS
 
         sets = [f"--{'model' if k in MODULE_ARGS else 'data'}.{k}={v}" for k, v in overrides.items()]
-        command = ["yolo-lightning", "fit", "--config", str(CONFIG), "--seed_everything", str(seed),
+        command = ["yolo-lightning", "fit", "--config", str(config), "--seed_everything", str(seed),
                    "--trainer.default_root_dir", str(run), *sets]  # fmt: skip
     else:
-        command = [sys.executable, __file__, "_native", "--seed", str(seed), "--run", str(run),
-                   "--set", *[f"{k}={v}" for k, v in overrides.items()]]  # fmt: skip
+        command = [sys.executable, __file__, "_native", "--config", str(config), "--seed", str(seed),
+                   "--run", str(run), "--set", *[f"{k}={v}" for k, v in overrides.items()]]  # fmt: skip
     start = time.perf_counter()
     result = subprocess.run(command, capture_output=True, text=True, cwd=run.parent)
     seconds = time.perf_counter() - start
@@ -90,6 +93,8 @@ def main() -> None:
     """Run every seed with both runners (alternating which goes first) and print the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", nargs="?", default="compare", choices=("compare", "_native"))
+    parser.add_argument("--config", type=Path, default=QUICKSTART, help="a yolo-lightning fit config")
+    parser.add_argument("--runners", nargs="+", choices=RUNNERS, default=list(RUNNERS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", nargs="*", default=[], help="Ultralytics arguments changed on both sides: key=value")
     parser.add_argument("--out", type=Path, help="folder for the runs (default: a new temporary one)")
@@ -98,17 +103,18 @@ def main() -> None:
     args = parser.parse_args()
     overrides = parse_overrides(args.set)
     if args.command == "_native":
-        train_native(native_arguments(yaml.safe_load(CONFIG.read_text()), overrides), args.seed, args.run)
+        train_native(native_arguments(yaml.safe_load(args.config.read_text()), overrides), args.seed, args.run)
         return
 
     out = args.out or Path(tempfile.mkdtemp(prefix="yolo_lightning_quickstart_"))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
+    config = args.config.resolve()
     for i, seed in enumerate(args.seeds):
-        for runner in ("native", "yolo-lightning") if i % 2 == 0 else ("yolo-lightning", "native"):
-            rows.append(run_one(runner, seed, out / f"{runner}-{seed}", overrides))
+        for runner in args.runners if i % 2 == 0 else args.runners[::-1]:
+            rows.append(run_one(runner, config, seed, out / f"{runner}-{seed}", overrides))
             print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
-    print(f"\n{CONFIG.relative_to(ROOT)} {' '.join(args.set)}")
+    print(f"\n{config} {' '.join(args.set)}")
     print("| runner | seed | best.pt mAP50 (final validation) | last epoch | best epoch | lowest of last 10 | wall s |")
     print("|---|---|---|---|---|---|---|")
     for r in sorted(rows, key=lambda r: (r["runner"], r["seed"])):

@@ -9,12 +9,14 @@ import lightning as L
 METRIC_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
 
 
-def example_parser(description: str, epochs: int, root: str, model: str = "yolo26n.yaml") -> argparse.ArgumentParser:
+def example_parser(
+    description: str, epochs: int, root: str, model: str = "yolo26n.yaml", data: str = "synthetic"
+) -> argparse.ArgumentParser:
     """An ArgumentParser with the options every example takes (CI shortens runs with ``--epochs`` and ``--data``)."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--model", default=model)
-    parser.add_argument("--data", default="synthetic", help="a data.yaml path, or 'synthetic'")
+    parser.add_argument("--data", default=data, help="a data.yaml path, or 'synthetic[<N>]' (N training images)")
     parser.add_argument("--root", default=root, help="Lightning's default_root_dir")
     return parser
 

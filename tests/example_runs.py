@@ -16,10 +16,12 @@ def run_example_script(name: str, data: Path, root: Path, *args: str) -> str:
     return _run(command, root)
 
 
-def run_example_config(name: str, data: Path, root: Path, *args: str) -> str:
-    """``yolo-lightning fit --config examples/configs/<name> --data.data <data> ... [args]``; returns the output."""
-    command = ["yolo-lightning", "fit", "--config", str(ROOT / "examples" / "configs" / name),
-               "--data.data", str(data), "--trainer.default_root_dir", str(root), *args]  # fmt: skip
+def run_example_config(name: str, data: Path | None, root: Path, *args: str) -> str:
+    """``yolo-lightning fit --config examples/configs/<name> --data.data <data> ... [args]`` (the config's own data
+    for None); returns the output."""
+    data_args = ["--data.data", str(data)] if data is not None else []
+    command = ["yolo-lightning", "fit", "--config", str(ROOT / "examples" / "configs" / name), *data_args,
+               "--trainer.default_root_dir", str(root), *args]  # fmt: skip
     return _run(command, root)
 
 

@@ -12,6 +12,7 @@ from parity import AUGMENTATION_OFF
 from ultralytics.data.build import build_dataloader
 
 from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.errors import ConfigurationError
 
 
 def _datamodule(data_yaml, **kwargs) -> YOLODataModule:
@@ -102,3 +103,18 @@ def test_close_mosaic_reaches_worker_processes(tiny_data_yaml, tmp_path, epochs,
     trainer.fit(YOLOModule(nbs=4), datamodule)
     assert trainer.train_dataloader.num_workers == 2
     assert recorder.plain == expected  # every batch of the closed epochs is mosaic-free, also from worker processes
+
+
+def test_synthetic_name_serves_its_sizes(tmp_path, monkeypatch):
+    """``data="synthetic8"``: 8 training and 2 validation images of the embedded shapes."""
+    monkeypatch.setenv("YOLO_LIGHTNING_CACHE", str(tmp_path))
+    datamodule = YOLODataModule(data="synthetic8", imgsz=64, batch=4)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert (len(datamodule.train_dataset), len(datamodule.val_dataset)) == (8, 2)
+    assert "-n8-v2-" in datamodule.data_path and datamodule.data_path.startswith(str(tmp_path))
+
+
+def test_synthetic_name_too_small_fails_at_construction():
+    with pytest.raises(ConfigurationError, match=r"data='synthetic2'.*N >= 4"):
+        YOLODataModule(data="synthetic2")

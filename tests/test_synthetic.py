@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from yolo_lightning import synthetic
+from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.synthetic import (
     _FORMAT_VERSION,
     SYNTHETIC_NAMES,
     SYNTHETIC_TASKS,
     synthetic_data,
     synthetic_data_yaml,
+    synthetic_sizes,
 )
 
 SMALL = {"n_train": 16, "n_val": 8, "imgsz": 64, "seed": 0}
@@ -161,6 +163,22 @@ def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, name: str) -> None:
     with pytest.raises(ValueError, match=name):
         synthetic_data_yaml(tmp_path, **kwargs)
     assert not any(tmp_path.iterdir()), "nothing may be written for invalid arguments"
+
+
+@pytest.mark.parametrize(
+    ("data", "sizes"),
+    [("synthetic", (128, 32)), ("synthetic256", (256, 64)), ("synthetic8", (8, 2)), ("synthetic.yaml", None),
+     ("my/synthetic", None), ("Synthetic256", None), (Path("synthetic"), None)],
+)  # fmt: skip
+def test_synthetic_names_give_their_sizes(data: str | Path, sizes: tuple[int, int] | None) -> None:
+    """``data="synthetic<N>"`` names N training and N // 4 validation images (as coco8/coco128); anything else is a path."""
+    assert synthetic_sizes(data) == sizes
+
+
+@pytest.mark.parametrize("data", ["synthetic0", "synthetic3"])
+def test_synthetic_name_too_small_is_one_clear_error(data: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"data='{data}'.*N >= 4"):
+        synthetic_sizes(data)
 
 
 def test_leftover_temp_folder_from_crashed_writer(tmp_path: Path) -> None:

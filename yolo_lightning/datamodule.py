@@ -45,7 +45,7 @@ from yolo_lightning.hyperparameters import (
     ultralytics_namespace,
 )
 from yolo_lightning.predict import inference_loader
-from yolo_lightning.synthetic import synthetic_data
+from yolo_lightning.synthetic import synthetic_data, synthetic_sizes
 from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
 D = DEFAULT_CFG
@@ -134,7 +134,8 @@ class PaddingCollate:
 
 class YOLODataModule(L.LightningDataModule):
     """Serve an Ultralytics dataset the way the model's task trainer does: a ``data.yaml`` (detect, segment, pose, obb),
-    an image-folder tree (classify), or ``"synthetic"`` (the embedded shapes, in the task's format).
+    an image-folder tree (classify), or ``"synthetic"`` (the embedded shapes, in the task's format: 128 training and 32
+    validation images; ``"synthetic<N>"``: N and N // 4).
 
     The task is the trained module's (``YOLOModule.task``, inferred from its model as Ultralytics does); without a
     module, detect. Argument names and defaults are Ultralytics' train arguments; ``imgsz`` defaults to the task's
@@ -187,6 +188,7 @@ class YOLODataModule(L.LightningDataModule):
             raise ConfigurationError(f"batch={batch!r} must be an integer >= 1 (Ultralytics' AutoBatch, batch=-1, is not supported).")
         if workers < 0:
             raise ConfigurationError(f"workers={workers!r} must be >= 0.")
+        synthetic_sizes(data)  # a bad "synthetic<N>" fails here, not at setup
         imgsz = _round_imgsz(imgsz) if imgsz is not None else None
         self.save_hyperparameters()
         self.hparams.imgsz = imgsz
@@ -394,9 +396,10 @@ class YOLODataModule(L.LightningDataModule):
         )
 
     def _data_source(self) -> str:
-        """The data.yaml (or classification folder), generating the embedded synthetic dataset for ``"synthetic"``."""
+        """The data.yaml (or classification folder), generating the embedded dataset for ``"synthetic[<N>]"``."""
         data = self.hparams.data
-        return str(synthetic_data(self.task.name)) if data == "synthetic" else data
+        sizes = synthetic_sizes(data)
+        return data if sizes is None else str(synthetic_data(self.task.name, n_train=sizes[0], n_val=sizes[1]))
 
     def _load_config(self, splits: tuple[str, ...] | None, warn: bool = False) -> dict[str, Any]:
         """The checked dataset config for the task: a data.yaml's (plus the task's own keys) or a folder tree's."""

@@ -6,6 +6,7 @@ All tasks share the same images (the same random draws); only the label writer d
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -17,7 +18,9 @@ import cv2
 import numpy as np
 import yaml
 
-__all__ = ["SYNTHETIC_NAMES", "SYNTHETIC_TASKS", "synthetic_data", "synthetic_data_yaml"]
+from yolo_lightning.errors import ConfigurationError
+
+__all__ = ["SYNTHETIC_NAMES", "SYNTHETIC_TASKS", "synthetic_data", "synthetic_data_yaml", "synthetic_sizes"]
 
 SYNTHETIC_NAMES: dict[int, str] = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
@@ -36,6 +39,9 @@ _SHIFT = 4  # cv2 sub-pixel bits
 _SPLITS = ("train", "val")
 _KEYPOINTS = ("top", "right", "bottom", "left")  # extreme points of the outline, in this order
 _CROP_PAD = 0.1  # classify crops: the box grown by this fraction of its size on each side
+_NAME = re.compile(r"synthetic(\d*)")  # what `data=` takes: "synthetic" or "synthetic<N>" (as coco8, coco128)
+_DEFAULT_TRAIN = 128
+_VAL_PER_TRAIN = 4  # "synthetic<N>": N training and N // 4 validation images (the default's 128 and 32)
 
 
 class _Shape(NamedTuple):
@@ -65,8 +71,8 @@ def synthetic_data(
     task: str = "detect",
     root: str | Path | None = None,
     *,
-    n_train: int = 128,
-    n_val: int = 32,
+    n_train: int = _DEFAULT_TRAIN,
+    n_val: int = _DEFAULT_TRAIN // _VAL_PER_TRAIN,
     imgsz: int = 64,
     seed: int = 0,
 ) -> Path:
@@ -85,8 +91,28 @@ def synthetic_data(
     return final / spec.data
 
 
+def synthetic_sizes(data: str | Path) -> tuple[int, int] | None:
+    """The (training, validation) image counts ``data`` names: ``"synthetic"`` 128 and 32, ``"synthetic<N>"`` N and
+    N // 4 (``"synthetic256"``: 256 and 64); None for any other ``data`` (a path)."""
+    match = _NAME.fullmatch(data) if isinstance(data, str) else None
+    if match is None:
+        return None
+    n_train = int(match[1]) if match[1] else _DEFAULT_TRAIN
+    if n_train < _VAL_PER_TRAIN:
+        raise ConfigurationError(
+            f"data={data!r}: 'synthetic<N>' needs N >= {_VAL_PER_TRAIN} (N training images, N // {_VAL_PER_TRAIN} "
+            f"validation images); 'synthetic' is {_DEFAULT_TRAIN} and {_DEFAULT_TRAIN // _VAL_PER_TRAIN}."
+        )
+    return n_train, n_train // _VAL_PER_TRAIN
+
+
 def synthetic_data_yaml(
-    root: str | Path | None = None, *, n_train: int = 128, n_val: int = 32, imgsz: int = 64, seed: int = 0
+    root: str | Path | None = None,
+    *,
+    n_train: int = _DEFAULT_TRAIN,
+    n_val: int = _DEFAULT_TRAIN // _VAL_PER_TRAIN,
+    imgsz: int = 64,
+    seed: int = 0,
 ) -> Path:
     """Write (once) and return the path of data.yaml of the embedded synthetic detection dataset."""
     return synthetic_data("detect", root, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)

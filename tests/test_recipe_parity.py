@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pytest
+import yaml
 from parity import (
     AUGMENTATION_OFF,
     METRIC_KEYS,
@@ -14,6 +17,8 @@ from parity import (
 )
 
 from yolo_lightning.callbacks import GradientClipping
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # 24 images / batch 4 = 6 batches per epoch; nbs 16 -> accumulate 4, ramped 1..4 over 6 warmup iterations.
 RECIPE = dict(imgsz=64, batch=4, nbs=16, warmup_epochs=1.0, **AUGMENTATION_OFF)
@@ -114,3 +119,23 @@ def test_multi_scale_matches_detection_trainer(trained_weights, tiny_data_yaml, 
     assert set(sizes) == {32, 64, 96}  # every size the formula allows at imgsz 64, in these 12 batches
     assert len(lightning.losses) == len(ultralytics.losses) == 12
     np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_quickstart_recipe_matches_detection_trainer(tiny_data_yaml, tmp_path):
+    """The README's quick start recipe (examples/configs/quickstart.yaml's model and data arguments, read from the
+    file, on the tiny dataset), augmentation on and the generators seeded once, then running on for 4 epochs: every
+    iteration's loss and every epoch's mAP50 equal DetectionTrainer's."""
+    from ultralytics.data.utils import check_det_dataset
+
+    config = yaml.safe_load((ROOT / "examples" / "configs" / "quickstart.yaml").read_text())
+    recipe = {**config["model"], **config["data"]}
+    model = recipe.pop("model")
+    recipe.pop("data"), recipe.pop("workers")  # the tiny dataset; the harness loads in the main process on both sides
+    weights = save_initial_weights(model, check_det_dataset(str(tiny_data_yaml))["names"], tmp_path / "init.pt")
+    ultralytics = run_ultralytics(weights, tiny_data_yaml, tmp_path / "u", 4, epoch_seed=5, seed_once=True, **recipe)
+    lightning, _ = run_lightning(weights, tiny_data_yaml, tmp_path / "l", 4, epoch_seed=5, seed_once=True, **recipe)
+    assert len(lightning.losses) == len(ultralytics.losses) == 4 * 2  # 24 images, batch 16: 2 batches per epoch
+    np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
+    for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics, strict=True):
+        assert ours["metrics/mAP50(B)"] == pytest.approx(theirs["metrics/mAP50(B)"], abs=1e-4)

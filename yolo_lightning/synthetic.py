@@ -42,6 +42,7 @@ _CROP_PAD = 0.1  # classify crops: the box grown by this fraction of its size on
 _NAME = re.compile(r"synthetic(\d*)")  # what `data=` takes: "synthetic" or "synthetic<N>" (as coco8, coco128)
 _DEFAULT_TRAIN = 128
 _VAL_PER_TRAIN = 4  # "synthetic<N>": N training and N // 4 validation images (the default's 128 and 32)
+_DEFAULT_VAL = _DEFAULT_TRAIN // _VAL_PER_TRAIN
 
 
 class _Shape(NamedTuple):
@@ -72,7 +73,7 @@ def synthetic_data(
     root: str | Path | None = None,
     *,
     n_train: int = _DEFAULT_TRAIN,
-    n_val: int = _DEFAULT_TRAIN // _VAL_PER_TRAIN,
+    n_val: int = _DEFAULT_VAL,
     imgsz: int = 64,
     seed: int = 0,
 ) -> Path:
@@ -101,18 +102,13 @@ def synthetic_sizes(data: str | Path) -> tuple[int, int] | None:
     if n_train < _VAL_PER_TRAIN:
         raise ConfigurationError(
             f"data={data!r}: 'synthetic<N>' needs N >= {_VAL_PER_TRAIN} (N training images, N // {_VAL_PER_TRAIN} "
-            f"validation images); 'synthetic' is {_DEFAULT_TRAIN} and {_DEFAULT_TRAIN // _VAL_PER_TRAIN}."
+            f"validation images); 'synthetic' is {_DEFAULT_TRAIN} and {_DEFAULT_VAL}."
         )
     return n_train, n_train // _VAL_PER_TRAIN
 
 
 def synthetic_data_yaml(
-    root: str | Path | None = None,
-    *,
-    n_train: int = _DEFAULT_TRAIN,
-    n_val: int = _DEFAULT_TRAIN // _VAL_PER_TRAIN,
-    imgsz: int = 64,
-    seed: int = 0,
+    root: str | Path | None = None, *, n_train: int = _DEFAULT_TRAIN, n_val: int = _DEFAULT_VAL, imgsz: int = 64, seed: int = 0
 ) -> Path:
     """Write (once) and return the path of data.yaml of the embedded synthetic detection dataset."""
     return synthetic_data("detect", root, n_train=n_train, n_val=n_val, imgsz=imgsz, seed=seed)

@@ -119,6 +119,12 @@ def test_cli_bad_data_is_one_line_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_cli_bad_synthetic_size_is_one_line(tmp_path):
+    result = _cli("fit", "--data.data", "synthetic3", "--trainer.max_epochs", "1", cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "yolo-lightning: error: data='synthetic3': 'synthetic<N>' needs N >= 4" in result.stderr
+
+
 def test_cli_unknown_argument_is_rejected_by_the_parser(tmp_path):
     result = _cli("fit", "--model.lr", "0.1", cwd=tmp_path)
     assert result.returncode != 0

@@ -258,6 +258,27 @@ def test_last_saved_with_best_is_a_copy_not_a_second_serialization(tiny_data_yam
     assert (weights / "best.ckpt").is_file() and sorted(p.name for p in weights.glob("epoch*.pt")) == ["epoch0.pt", "epoch1.pt"]
 
 
+def test_loggers_hear_of_a_checkpoint_once_it_is_in_place(tiny_data_yaml, tmp_path):
+    """A logger that uploads checkpoints (``log_model="all"``) reads the file when notified: it must be there by then,
+    not still staged."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    heard = []
+
+    class Uploader(CSVLogger):
+        def after_save_checkpoint(self, checkpoint_callback) -> None:
+            for path in filter(None, (checkpoint_callback.best_model_path, checkpoint_callback.last_model_path)):
+                heard.append((Path(path).name, Path(path).is_file() and Path(path).with_suffix(".pt").is_file()))
+
+    trainer = L.Trainer(
+        max_epochs=2, accelerator="cpu", logger=Uploader(tmp_path), enable_progress_bar=False, num_sanity_val_steps=0,
+        limit_train_batches=1, limit_val_batches=1, default_root_dir=str(tmp_path), callbacks=[UltralyticsCheckpoint()],
+    )  # fmt: skip
+    trainer.fit(YOLOModule(model="yolov8n.yaml"), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=8, workers=0))
+    assert heard and all(present for _, present in heard), heard
+    assert {name for name, _ in heard} >= {"best.ckpt", "last.ckpt"}
+
+
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -232,8 +232,12 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if self._io is None:  # a custom CheckpointIO: it writes the .ckpt as it sees fit
             super()._save_checkpoint(trainer, filepath)
         else:
+            # Lightning's _save_checkpoint less its logger notification, which would reach loggers (an uploader with
+            # log_model="all") while the file is still staged: they hear of it below, once it is in place
             with self._io.deferred():
-                super()._save_checkpoint(trainer, filepath)
+                trainer.save_checkpoint(filepath, self.save_weights_only)
+            self._last_global_step_saved = trainer.global_step
+            self._last_checkpoint_saved = filepath
             failure = failure or self._io.failure
         failure = trainer.strategy.broadcast(failure, src=0)
         if failure:
@@ -251,6 +255,9 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         commit(twin, twin_path)
         if Path(filepath).stem == self.CHECKPOINT_NAME_LAST:
             self._save_period_copy(trainer, twin_path)
+        if self._io is not None:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
 
     def _save_last_checkpoint(self, trainer: L.Trainer, monitor_candidates: dict[str, Any]) -> None:
         """Lightning's, except right after ``best`` was written by this validation: ``last`` is then a copy of it.

@@ -34,13 +34,10 @@ KEY = "metrics/mAP50(B)"
 
 def native_arguments(config: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """The config's model and data arguments as one Ultralytics train call (``data: synthetic<N>`` -> its data.yaml)."""
-    from yolo_lightning.synthetic import synthetic_data_yaml, synthetic_sizes
+    from yolo_lightning.synthetic import synthetic_source
 
     args = {**config["model"], **config["data"], **overrides, "epochs": config["trainer"]["max_epochs"]}
-    sizes = synthetic_sizes(args["data"])
-    if sizes is not None:
-        args["data"] = str(synthetic_data_yaml(n_train=sizes[0], n_val=sizes[1]))
-    return args
+    return {**args, "data": synthetic_source(args["data"])}
 
 
 def train_native(args: dict[str, Any], seed: int, run: Path) -> None:

@@ -20,6 +20,7 @@ from yolo_lightning.synthetic import (
     synthetic_data,
     synthetic_data_yaml,
     synthetic_sizes,
+    synthetic_source,
 )
 
 SMALL = {"n_train": 16, "n_val": 8, "imgsz": 64, "seed": 0}
@@ -173,6 +174,15 @@ def test_bad_arguments_raise(tmp_path: Path, kwargs: dict, name: str) -> None:
 def test_synthetic_names_give_their_sizes(data: str | Path, sizes: tuple[int, int] | None) -> None:
     """``data="synthetic<N>"`` names N training and N // 4 validation images (as coco8/coco128); anything else is a path."""
     assert synthetic_sizes(data) == sizes
+
+
+@pytest.mark.parametrize("task", SYNTHETIC_TASKS)
+def test_synthetic_source_writes_the_named_size_in_the_task_format(task: str, tmp_path: Path, monkeypatch) -> None:
+    """``synthetic8`` for each task: that task's dataset with 8 training and 2 validation images; a path is unchanged."""
+    monkeypatch.setenv("YOLO_LIGHTNING_CACHE", str(tmp_path))
+    source = Path(synthetic_source("synthetic8", task))
+    assert source == synthetic_data(task, tmp_path, n_train=8, n_val=2, imgsz=64, seed=0)
+    assert synthetic_source("my/data.yaml", task) == "my/data.yaml"
 
 
 @pytest.mark.parametrize("data", ["synthetic0", "synthetic3"])

@@ -45,7 +45,7 @@ from yolo_lightning.hyperparameters import (
     ultralytics_namespace,
 )
 from yolo_lightning.predict import inference_loader
-from yolo_lightning.synthetic import synthetic_data, synthetic_sizes
+from yolo_lightning.synthetic import synthetic_sizes, synthetic_source
 from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
 D = DEFAULT_CFG
@@ -397,9 +397,7 @@ class YOLODataModule(L.LightningDataModule):
 
     def _data_source(self) -> str:
         """The data.yaml (or classification folder), generating the embedded dataset for ``"synthetic[<N>]"``."""
-        data = self.hparams.data
-        sizes = synthetic_sizes(data)
-        return data if sizes is None else str(synthetic_data(self.task.name, n_train=sizes[0], n_val=sizes[1]))
+        return synthetic_source(self.hparams.data, self.task.name)
 
     def _load_config(self, splits: tuple[str, ...] | None, warn: bool = False) -> dict[str, Any]:
         """The checked dataset config for the task: a data.yaml's (plus the task's own keys) or a folder tree's."""

@@ -20,7 +20,9 @@ import yaml
 
 from yolo_lightning.errors import ConfigurationError
 
-__all__ = ["SYNTHETIC_NAMES", "SYNTHETIC_TASKS", "synthetic_data", "synthetic_data_yaml", "synthetic_sizes"]
+__all__ = [
+    "SYNTHETIC_NAMES", "SYNTHETIC_TASKS", "synthetic_data", "synthetic_data_yaml", "synthetic_sizes", "synthetic_source"
+]  # fmt: skip
 
 SYNTHETIC_NAMES: dict[int, str] = {0: "square", 1: "circle", 2: "triangle", 3: "star"}
 
@@ -105,6 +107,13 @@ def synthetic_sizes(data: str | Path) -> tuple[int, int] | None:
             f"validation images); 'synthetic' is {_DEFAULT_TRAIN} and {_DEFAULT_VAL}."
         )
     return n_train, n_train // _VAL_PER_TRAIN
+
+
+def synthetic_source(data: str, task: str = "detect") -> str:
+    """What Ultralytics' ``data=`` takes for ``data``: the embedded dataset of ``task`` (written once) for
+    ``"synthetic[<N>]"``, anything else unchanged."""
+    sizes = synthetic_sizes(data)
+    return data if sizes is None else str(synthetic_data(task, n_train=sizes[0], n_val=sizes[1]))
 
 
 def synthetic_data_yaml(

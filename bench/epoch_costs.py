@@ -3,11 +3,11 @@
     python bench/epoch_costs.py --epochs 10
 
 Runs the quick start's earlier recipe (yolov8n, ``data="synthetic"``: 128 images, 64 px, batch 16, cls 2.0, no plots;
-the quick start now trains on ``synthetic256`` with cls 4.0, which changes the steps per epoch, not the costs per
-step or per checkpoint) with a plain
-``L.Trainer().fit`` and times, by wrapping them, the module's steps, the checkpoint callback's ``on_validation_end``
-and the calls inside it (Lightning's ``save_checkpoint``, the Ultralytics ``.pt`` build, ``torch.save``, ``fsync``,
-the byte copy of best.* to last.*). Prints seconds in total, calls and seconds per epoch.
+the quick start now trains on ``synthetic256`` at batch 32 with cls 4.0: other step costs, see bench/step_cost.py, and
+the same checkpoint costs per epoch) with a plain ``L.Trainer().fit`` and times, by wrapping them, the module's
+steps, the checkpoint callback's ``on_validation_end`` and the calls inside it (Lightning's ``save_checkpoint``, the
+Ultralytics ``.pt`` build, ``torch.save``, ``fsync``, the byte copy of best.* to last.*). Prints seconds in total,
+calls and seconds per epoch.
 """
 
 from __future__ import annotations

@@ -168,6 +168,28 @@ def test_a_folder_error_while_copying_is_the_same_error_on_every_rank(tiny_data_
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["best.ckpt", "best.pt"]
 
 
+@pytest.mark.parametrize("epoch", [0, 1])  # 0: last.* copied from best.*; 1: usually serialized (mAP50-95 stays 0)
+def test_a_failed_save_period_copy_is_the_same_error_on_every_rank(epoch, tiny_data_yaml, tmp_path, monkeypatch):
+    """save_period's epoch{N}.pt is staged together with last.*, before the ranks' broadcast: a full disk while copying
+    it stops every rank with one error (not rank 0 alone after the others moved on), and last.* keep the epoch before."""
+    real_stage_copy = checkpoint_module.stage_copy
+
+    def stage_copy(source, target):
+        if Path(target).name == f"epoch{epoch}.pt":
+            raise TrainingError(f"cannot write {target}: No space left on device (the previous file is kept)")
+        return real_stage_copy(source, target)
+
+    monkeypatch.setattr(checkpoint_module, "stage_copy", stage_copy)
+    callback = UltralyticsCheckpoint(monitor="metrics/mAP50-95(B)", save_period=1)
+    with pytest.raises(TrainingError, match=rf"cannot write .*epoch{epoch}.pt.*intact"):
+        _fit(tmp_path, tiny_data_yaml, 2, [callback])
+    weights = tmp_path / "weights"
+    kept = {"best.ckpt", "best.pt"} | ({"last.ckpt", "last.pt", "epoch0.pt"} if epoch else set())
+    assert {p.name for p in weights.iterdir()} == kept  # no epoch{N}.pt, no staged file
+    if epoch:
+        assert _epoch(weights / "last.pt") == _epoch(weights / "last.ckpt") == 0
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

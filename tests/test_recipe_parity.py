@@ -135,7 +135,8 @@ def test_quickstart_recipe_matches_detection_trainer(tiny_data_yaml, tmp_path):
     weights = save_initial_weights(model, check_det_dataset(str(tiny_data_yaml))["names"], tmp_path / "init.pt")
     ultralytics = run_ultralytics(weights, tiny_data_yaml, tmp_path / "u", 4, epoch_seed=5, seed_once=True, **recipe)
     lightning, _ = run_lightning(weights, tiny_data_yaml, tmp_path / "l", 4, epoch_seed=5, seed_once=True, **recipe)
-    assert len(lightning.losses) == len(ultralytics.losses) == 4 * 2  # 24 images, batch 16: 2 batches per epoch
+    batches = -(-24 // recipe["batch"])  # per epoch: the tiny dataset's 24 training images
+    assert len(lightning.losses) == len(ultralytics.losses) == 4 * batches
     np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
     for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics, strict=True):
         assert ours["metrics/mAP50(B)"] == pytest.approx(theirs["metrics/mAP50(B)"], abs=1e-4)

@@ -54,7 +54,7 @@ class StagedCheckpointIO(TorchCheckpointIO):
             return
         try:
             self.staged[str(path)] = stage_checkpoint(checkpoint, path)
-        except TrainingError as error:
+        except (TrainingError, ConfigurationError) as error:  # a failed write, or a temporary file not created
             self.failure = str(error)
 
     @contextmanager
@@ -223,11 +223,13 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         stops with one TrainingError.
         """
         twin_path = Path(filepath).with_suffix(".pt")
-        twin, failure = None, None
+        twin, periodic, failure = None, None, None
         if trainer.is_global_zero:
             try:
                 twin = stage_checkpoint(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path)
-            except TrainingError as error:
+                if Path(filepath).stem == self.CHECKPOINT_NAME_LAST:
+                    periodic = self._stage_periodic_copy(trainer, twin, twin_path)
+            except (TrainingError, ConfigurationError) as error:  # every rank must reach the broadcast below
                 failure = str(error)
         if self._io is None:  # a custom CheckpointIO: it writes the .ckpt as it sees fit
             super()._save_checkpoint(trainer, filepath)
@@ -243,8 +245,9 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if failure:
             if self._io is not None:
                 self._io.discard()
-            if twin is not None:
-                twin.unlink(missing_ok=True)
+            for file in (twin, periodic and periodic[0]):
+                if file is not None:
+                    file.unlink(missing_ok=True)
             raise TrainingError(f"{failure}; the previous {Path(filepath).stem} files are intact.")
         if self._best_saved_now is not None and Path(filepath).stem != self.CHECKPOINT_NAME_LAST:
             self._best_saved_now = filepath
@@ -253,8 +256,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if self._io is not None:
             self._io.commit(filepath)
         commit(twin, twin_path)
-        if Path(filepath).stem == self.CHECKPOINT_NAME_LAST:
-            self._save_period_copy(trainer, twin_path)
+        if periodic is not None:
+            commit(*periodic)
         if self._io is not None:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
@@ -277,29 +280,35 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if trainer.is_global_zero:
             try:
                 for source, target in pairs:
-                    staged.append(stage_copy(source, target))
+                    staged.append((stage_copy(source, target), target))
+                periodic = self._stage_periodic_copy(trainer, *pairs[1])
+                staged += [periodic] if periodic else []
             except (TrainingError, ConfigurationError) as error:  # every rank must reach the broadcast below
                 failure = str(error)
         failure = trainer.strategy.broadcast(failure, src=0)
         if failure:
-            for file in staged:
+            for file, _ in staged:
                 file.unlink(missing_ok=True)
             raise TrainingError(f"{failure}; the previous {self.CHECKPOINT_NAME_LAST} files are intact.")
         if trainer.is_global_zero:
-            for file, (_, target) in zip(staged, pairs):
+            for file, target in staged:
                 commit(file, target)
-            self._save_period_copy(trainer, Path(filepath).with_suffix(".pt"))
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))
         if previous and self._should_remove_checkpoint(trainer, previous, filepath):
             self._remove_checkpoint(trainer, previous)
 
-    def _save_period_copy(self, trainer: L.Trainer, last_pt: Path) -> None:
-        """Keep ``epoch{N}.pt`` beside ``last.pt`` every ``save_period`` epochs (Ultralytics' ``save_period``)."""
+    def _stage_periodic_copy(self, trainer: L.Trainer, source: Path, last_pt: Path) -> tuple[Path, Path] | None:
+        """Stage ``epoch{N}.pt`` beside ``last.pt`` (a copy of ``source``, the bytes last.pt gets) every
+        ``save_period`` epochs (Ultralytics' ``save_period``): (staged file, target), or None in other epochs.
+
+        Staged with last.pt, before the ranks' broadcast, so that a failed copy stops every rank with the same error;
+        after the broadcast rank 0 only renames."""
         epoch = trainer.current_epoch
-        if self.save_period > 0 and (epoch + 1) % self.save_period == 0:
-            periodic = last_pt.with_name(f"epoch{epoch}.pt")
-            commit(stage_copy(last_pt, periodic), periodic)
+        if self.save_period <= 0 or (epoch + 1) % self.save_period:
+            return None
+        periodic = last_pt.with_name(f"epoch{epoch}.pt")
+        return stage_copy(source, periodic), periodic
 
     def _ultralytics_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
         """EMA weights (the live module holds the raw ones outside validation) in Ultralytics' format."""

@@ -64,7 +64,10 @@ def test_best_is_the_epoch_with_the_highest_monitored_value(run, folder, key):
 
 @pytest.mark.slow
 def test_save_period_keeps_periodic_copies(run):
-    assert sorted(p.name for p in (run.root / "by_map50").glob("epoch*.pt")) == ["epoch1.pt", "epoch3.pt"]
+    # Ultralytics' rule: after epochs 0, N, 2N... (epoch % save_period == 0), each file named by its 0-based epoch
+    periodic = sorted((run.root / "by_map50").glob("epoch*.pt"))
+    assert [p.name for p in periodic] == ["epoch0.pt", "epoch2.pt"]
+    assert [torch.load(p, weights_only=False)["epoch"] for p in periodic] == [0, 2]
 
 
 MAP_KEYS = ("metrics/mAP50(B)", "metrics/mAP50-95(B)")

@@ -168,7 +168,7 @@ def test_a_folder_error_while_copying_is_the_same_error_on_every_rank(tiny_data_
     assert sorted(p.name for p in (tmp_path / "weights").iterdir()) == ["best.ckpt", "best.pt"]
 
 
-@pytest.mark.parametrize("epoch", [0, 1])  # 0: last.* copied from best.*; 1: usually serialized (mAP50-95 stays 0)
+@pytest.mark.parametrize("epoch", [0, 1])  # 0: last.* copied from best.*; 1: serialized (mAP50-95 0 cannot decrease)
 def test_a_failed_save_period_copy_is_the_same_error_on_every_rank(epoch, tiny_data_yaml, tmp_path, monkeypatch):
     """save_period's epoch{N}.pt is staged together with last.*, before the ranks' broadcast: a full disk while copying
     it stops every rank with one error (not rank 0 alone after the others moved on), and last.* keep the epoch before."""
@@ -180,7 +180,7 @@ def test_a_failed_save_period_copy_is_the_same_error_on_every_rank(epoch, tiny_d
         return real_stage_copy(source, target)
 
     monkeypatch.setattr(checkpoint_module, "stage_copy", stage_copy)
-    callback = UltralyticsCheckpoint(monitor="metrics/mAP50-95(B)", save_period=1)
+    callback = UltralyticsCheckpoint(monitor="metrics/mAP50-95(B)", mode="min", save_period=1)
     with pytest.raises(TrainingError, match=rf"cannot write .*epoch{epoch}.pt.*intact"):
         _fit(tmp_path, tiny_data_yaml, 2, [callback])
     weights = tmp_path / "weights"
@@ -202,7 +202,7 @@ def test_sigterm_saves_exits_143_and_resume_continues(tiny_data_yaml, tmp_path):
     common = ["--data.data", str(tiny_data_yaml), "--data.imgsz", "64", "--data.batch", "4", "--data.workers", "0",
               "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
               "--trainer.num_sanity_val_steps", "0", "--trainer.enable_progress_bar", "false",
-              "--model.nbs", "4", "--model.plots", "false"]  # fmt: skip
+              "--model.nbs", "4", "--model.plots", "false", "--checkpoint.save_period", "1"]  # fmt: skip
     preempted = _cli("fit", *common, "--trainer.callbacks+=fault_tools.SelfTerminate", "--trainer.callbacks.epoch=1",
                      "--trainer.callbacks.batch=1", cwd=tmp_path)  # fmt: skip
     assert preempted.returncode == 128 + signal.SIGTERM, preempted.stderr[-3000:]
@@ -210,9 +210,11 @@ def test_sigterm_saves_exits_143_and_resume_continues(tiny_data_yaml, tmp_path):
     weights = tmp_path / "runs" / "detect" / "train" / "weights"
     assert _epoch(weights / "last.ckpt") == _epoch(weights / "last.pt") == 1  # saved at the interrupted step
     assert torch.load(weights / "last.ckpt", weights_only=True)["global_step"] == 5  # 3 batches + 2 of epoch 1
+    assert sorted(p.name for p in weights.glob("epoch*.pt")) == ["epoch0.pt"]  # epoch 1 did not finish
     resumed = _cli("fit", *common, "--ckpt_path", str(weights / "last.ckpt"), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert _epoch(weights / "last.pt") == 2  # the same run folder, trained to the end
+    assert [_epoch(weights / f"epoch{n}.pt") for n in range(3)] == [0, 1, 2]  # epoch1.pt: the finished epoch 1
     assert not (tmp_path / "runs" / "detect" / "train2").exists()
 
 

@@ -122,21 +122,25 @@ def test_multi_scale_matches_detection_trainer(trained_weights, tiny_data_yaml, 
 
 
 @pytest.mark.slow
-def test_quickstart_recipe_matches_detection_trainer(tiny_data_yaml, tmp_path):
+def test_quickstart_recipe_matches_detection_trainer(session_dir, tmp_path):
     """The README's quick start recipe (examples/configs/quickstart.yaml's model and data arguments, read from the
-    file, on the tiny dataset), augmentation on and the generators seeded once, then running on for 4 epochs: every
-    iteration's loss and every epoch's mAP50 equal DetectionTrainer's."""
+    file, on 64 images: two of its batches per epoch), augmentation on and the generators seeded once, then running on
+    for 4 epochs: every iteration's loss and every epoch's mAP50 equal DetectionTrainer's."""
     from ultralytics.data.utils import check_det_dataset
+
+    from yolo_lightning.synthetic import synthetic_data_yaml
+
+    data = synthetic_data_yaml(session_dir / "quickstart_parity", n_train=64, n_val=16)
 
     config = yaml.safe_load((ROOT / "examples" / "configs" / "quickstart.yaml").read_text())
     recipe = {**config["model"], **config["data"]}
     model = recipe.pop("model")
-    recipe.pop("data"), recipe.pop("workers")  # the tiny dataset; the harness loads in the main process on both sides
-    weights = save_initial_weights(model, check_det_dataset(str(tiny_data_yaml))["names"], tmp_path / "init.pt")
-    ultralytics = run_ultralytics(weights, tiny_data_yaml, tmp_path / "u", 4, epoch_seed=5, seed_once=True, **recipe)
-    lightning, _ = run_lightning(weights, tiny_data_yaml, tmp_path / "l", 4, epoch_seed=5, seed_once=True, **recipe)
-    batches = -(-24 // recipe["batch"])  # per epoch: the tiny dataset's 24 training images
-    assert len(lightning.losses) == len(ultralytics.losses) == 4 * batches
+    recipe.pop("data"), recipe.pop("workers")  # 64 images; the harness loads in the main process on both sides
+    weights = save_initial_weights(model, check_det_dataset(str(data))["names"], tmp_path / "init.pt")
+    ultralytics = run_ultralytics(weights, data, tmp_path / "u", 4, epoch_seed=5, seed_once=True, **recipe)
+    lightning, _ = run_lightning(weights, data, tmp_path / "l", 4, epoch_seed=5, seed_once=True, **recipe)
+    batches = -(-64 // recipe["batch"])  # per epoch
+    assert batches >= 2 and len(lightning.losses) == len(ultralytics.losses) == 4 * batches
     np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
     for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics, strict=True):
         assert ours["metrics/mAP50(B)"] == pytest.approx(theirs["metrics/mAP50(B)"], abs=1e-4)

@@ -104,7 +104,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
     Args:
         monitor: Any logged metric: ``fitness`` (mAP50-95, Ultralytics' default), ``metrics/mAP50(B)``, a val loss...
         mode: ``"max"`` or ``"min"`` (use ``"min"`` for a loss).
-        save_period: Also keep ``epoch{N}.pt`` every ``save_period`` epochs (Ultralytics' ``save_period``); -1: never.
+        save_period: Also keep ``epoch{E}.pt`` after epochs E = 0, save_period, 2 x save_period... (Ultralytics' rule);
+            -1: never.
         dirpath: Folder of the files; default ``<run folder>/weights``.
         exist_ok: Reuse the run folder (or ``dirpath``) even if another run wrote into it (Ultralytics' ``exist_ok``).
     """
@@ -130,6 +131,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         self._io: StagedCheckpointIO | None = None
         # While on_validation_end saves: "" until it writes best.ckpt, then that path (last is then copied from it)
         self._best_saved_now: str | None = None
+        self._preempted = False  # while SIGTERM saves last mid-epoch
 
     # ------------------------------------------------------------------------------------------ where files go
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -219,8 +221,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         """Save the Lightning checkpoint and its Ultralytics ``.pt`` twin (rank 0), replacing the previous pair together.
 
-        Both are staged first; if either write fails (a full disk), neither replaces its previous file and every rank
-        stops with one TrainingError.
+        Both (and save_period's copy of the ``.pt``) are staged first; if any write fails (a full disk), none replaces
+        its previous file and every rank stops with one TrainingError.
         """
         twin_path = Path(filepath).with_suffix(".pt")
         twin, periodic, failure = None, None, None
@@ -299,13 +301,14 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             self._remove_checkpoint(trainer, previous)
 
     def _stage_periodic_copy(self, trainer: L.Trainer, source: Path, last_pt: Path) -> tuple[Path, Path] | None:
-        """Stage ``epoch{N}.pt`` beside ``last.pt`` (a copy of ``source``, the bytes last.pt gets) every
-        ``save_period`` epochs (Ultralytics' ``save_period``): (staged file, target), or None in other epochs.
+        """Stage ``epoch{N}.pt`` beside ``last.pt`` (a copy of ``source``, the bytes last.pt gets) after epochs 0,
+        ``save_period``, 2 x ``save_period``... (Ultralytics' ``save_period``): (staged file, target), or None in other
+        epochs and for a ``last`` saved mid-epoch (SIGTERM), which is no finished epoch N.
 
         Staged with last.pt, before the ranks' broadcast, so that a failed copy stops every rank with the same error;
         after the broadcast rank 0 only renames."""
         epoch = trainer.current_epoch
-        if self.save_period <= 0 or (epoch + 1) % self.save_period:
+        if self.save_period <= 0 or epoch % self.save_period or self._preempted:
             return None
         periodic = last_pt.with_name(f"epoch{epoch}.pt")
         return stage_copy(source, periodic), periodic
@@ -333,7 +336,11 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             return
         saved = ""
         if self.dirpath is not None and self._finite(trainer, pl_module, metrics=False):
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            self._preempted = True
+            try:
+                self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            finally:
+                self._preempted = False
             saved = f"; saved {Path(self.dirpath) / 'last.ckpt'} (resume with ckpt_path pointing to it)"
         exception.code = PREEMPTED_EXIT_STATUS
         rank_zero_warn(f"SIGTERM at epoch {trainer.current_epoch}{saved}. Exiting with status {PREEMPTED_EXIT_STATUS}.")

@@ -225,12 +225,15 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         its previous file and every rank stops with one TrainingError.
         """
         twin_path = Path(filepath).with_suffix(".pt")
-        twin, periodic, failure = None, None, None
+        staged: list[tuple[Path, Path]] = []  # (staged file, target): the .pt twin, then save_period's copy of it
+        failure = None
         if trainer.is_global_zero:
             try:
                 twin = stage_checkpoint(self._ultralytics_checkpoint(trainer, trainer.lightning_module), twin_path)
+                staged.append((twin, twin_path))
                 if Path(filepath).stem == self.CHECKPOINT_NAME_LAST:
                     periodic = self._stage_periodic_copy(trainer, twin, twin_path)
+                    staged += [periodic] if periodic else []
             except (TrainingError, ConfigurationError) as error:  # every rank must reach the broadcast below
                 failure = str(error)
         if self._io is None:  # a custom CheckpointIO: it writes the .ckpt as it sees fit
@@ -247,9 +250,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         if failure:
             if self._io is not None:
                 self._io.discard()
-            for file in (twin, periodic and periodic[0]):
-                if file is not None:
-                    file.unlink(missing_ok=True)
+            for file, _ in staged:
+                file.unlink(missing_ok=True)
             raise TrainingError(f"{failure}; the previous {Path(filepath).stem} files are intact.")
         if self._best_saved_now is not None and Path(filepath).stem != self.CHECKPOINT_NAME_LAST:
             self._best_saved_now = filepath
@@ -257,9 +259,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             return
         if self._io is not None:
             self._io.commit(filepath)
-        commit(twin, twin_path)
-        if periodic is not None:
-            commit(*periodic)
+        for file, target in staged:
+            commit(file, target)
         if self._io is not None:
             for logger in trainer.loggers:
                 logger.after_save_checkpoint(proxy(self))

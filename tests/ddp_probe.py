@@ -7,10 +7,12 @@ Run as a script, never imported by pytest: Lightning's ``ddp`` re-executes ``sys
     python tests/ddp_probe.py grad  OUT_DIR --data DATA_YAML
     python tests/ddp_probe.py reset OUT_DIR --data DATA_YAML --model WEIGHTS --strategy ddp|ddp_spawn
     python tests/ddp_probe.py freeze OUT_DIR --data DATA_YAML [--devices 1|2]
-    python tests/ddp_probe.py tinyval OUT_DIR --data DATA_YAML --model WEIGHTS --devices 3
+    python tests/ddp_probe.py augment OUT_DIR --data DATA_YAML [--workers N]
+    python tests/ddp_probe.py nanrecover OUT_DIR --data DATA_YAML --model MODEL
+    python tests/ddp_probe.py tinyval OUT_DIR --data DATA_YAML --model WEIGHTS --devices 3 [--batch B] [--cross-check]
 
 Files: ``ema-rank{r}.pt``, ``grad-rank{r}.pt``, ``reset-{call}-{n}-rank{r}.json`` (one per validation epoch),
-``freeze-devices{d}-rank{r}.pt``, ``tinyval-{call}-rank{r}.json``.
+``freeze-devices{d}-rank{r}.pt``, ``tinyval-{call}-rank{r}.json``, ``augment-rank{r}.pt``, ``nanrecover-rank{r}.pt``.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.strategies import DDPStrategy
+from fault_tools import NaNImages
 from parity import AUGMENTATION_OFF
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from yolo_lightning import YOLODataModule, YOLOModule
-from yolo_lightning.callbacks import FreezeBackbone, UltralyticsEMA
+from yolo_lightning.callbacks import FreezeBackbone, NonFiniteRecovery, UltralyticsEMA
 
 BATCH = 8  # global batch: 4 images per rank
 SUMMARY_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)", "fitness")
@@ -338,26 +341,75 @@ def run_freeze(args: argparse.Namespace) -> None:
 
 
 def run_tinyval(args: argparse.Namespace) -> None:
-    """``validate``, then a 1-batch fit (sanity check + one validation), with fewer validation images than ranks."""
+    """``validate``, then a 1-batch fit (sanity check + one validation), with fewer validation images than ranks
+    (``--batch 6``) or uneven shards; ``--cross-check``: with ``map_cross_check`` (torchmetrics' COCO mAP)."""
+    module = dict(model=args.model, plots=False, map_cross_check=args.cross_check)
     trainer = _trainer(args, TinyValProbe(args.out, "validate"))
-    trainer.validate(YOLOModule(model=args.model, plots=False), _datamodule(args, batch=6))
+    trainer.validate(YOLOModule(**module), _datamodule(args, batch=args.batch))
     trainer = _trainer(args, TinyValProbe(args.out, "fit"), max_epochs=1, limit_train_batches=1)
-    trainer.fit(YOLOModule(model=args.model, plots=False), _datamodule(args, batch=6))
+    trainer.fit(YOLOModule(**module), _datamodule(args, batch=args.batch))
+
+
+class FirstBatch(L.Callback):
+    """The first augmented training batch of this rank."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0 and trainer.current_epoch == 0:
+            torch.save({"img": batch["img"].cpu()}, self.out / f"augment-rank{trainer.global_rank}.pt")
+
+
+def run_augment(args: argparse.Namespace) -> None:
+    """One training batch with Ultralytics' default augmentation (mosaic, HSV, affine, flips), ``--workers`` loaders."""
+    trainer = _trainer(args, FirstBatch(args.out), max_epochs=1, limit_train_batches=1, limit_val_batches=0)
+    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=BATCH, workers=args.workers, seed=0)
+    trainer.fit(YOLOModule(model="yolov8n.yaml", plots=False), datamodule)
+
+
+class RecoveryProbe(L.Callback):
+    """After fit: whether this rank kept a snapshot, how many recoveries ran, and a digest of its weights."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        recovery = next(c for c in trainer.callbacks if isinstance(c, NonFiniteRecovery))
+        params = _params(named_tensors(pl_module))
+        record = {"snapshot_kept": recovery._good is not None, "recoveries": recovery.recoveries}
+        record.update(digest=digest(params), finite=all(bool(t.isfinite().all()) for t in params.values()))
+        torch.save(record, self.out / f"nanrecover-rank{trainer.global_rank}.pt")
+
+
+def run_nanrecover(args: argparse.Namespace) -> None:
+    """3 epochs; epoch 1's first batch is NaN on every rank: NonFiniteRecovery restores the end of epoch 0."""
+    callbacks = [NaNImages(at=[[1, 0]]), RecoveryProbe(args.out)]
+    trainer = L.Trainer(
+        accelerator="cpu", devices=2, strategy="ddp", logger=False, enable_progress_bar=False,
+        enable_model_summary=False, enable_checkpointing=False, default_root_dir=str(args.out / "run"),
+        callbacks=callbacks, max_epochs=3, limit_val_batches=1, num_sanity_val_steps=0,
+    )  # fmt: skip
+    trainer.fit(YOLOModule(model=args.model, plots=False, nbs=8), _datamodule(args))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["ema", "grad", "reset", "freeze", "tinyval"])
+    parser.add_argument("mode", choices=["ema", "grad", "reset", "freeze", "tinyval", "augment", "nanrecover"])
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="yolo26n.yaml")
     parser.add_argument("--strategy", default="ddp", choices=["ddp", "ddp_spawn"])
     parser.add_argument("--devices", type=int, default=2)
     parser.add_argument("--variant", default="default", choices=["default", "no-validation", "no-buffer-sync"])
+    parser.add_argument("--batch", type=int, default=6)
+    parser.add_argument("--cross-check", action="store_true")
+    parser.add_argument("--workers", type=int, default=0)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(0, verbose=False)  # the same augmentation draws in every run (each rank gets other images)
-    modes = {"ema": run_ema, "grad": run_grad, "reset": run_reset, "freeze": run_freeze, "tinyval": run_tinyval}
+    modes = {"ema": run_ema, "grad": run_grad, "reset": run_reset, "freeze": run_freeze, "tinyval": run_tinyval,
+             "augment": run_augment, "nanrecover": run_nanrecover}  # fmt: skip
     modes[args.mode](args)
 
 

@@ -61,8 +61,9 @@ def test_unknown_model_yaml_suggests_shipped_ones(tiny_data_yaml, tmp_path):
 
 
 def test_missing_weights_file_is_not_downloaded(tiny_data_yaml, tmp_path):
-    with pytest.raises(ConfigurationError, match=r"yolo26n.pt.*no such weights file.*yolo26n.yaml"):
-        _fit(YOLOModule(model="yolo26n.pt"), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4), tmp_path)
+    """A .pt that is neither on disk nor an official Ultralytics asset: one line, no download attempt."""
+    with pytest.raises(ConfigurationError, match=r"my-yolo26n.pt.*no such weights file.*my-yolo26n.yaml"):
+        _fit(YOLOModule(model="my-yolo26n.pt"), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=4), tmp_path)
 
 
 def test_missing_data_yaml(tmp_path):

@@ -214,7 +214,7 @@ def test_channels_last_on_cuda_like_ultralytics(device, channels_last, expected)
 
 
 def test_workers_capped_per_local_device(tiny_data_yaml, monkeypatch):
-    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
     assert loader_workers(8, local_devices=8, batches=10) == 2  # Ultralytics: cpu_count // local devices
     assert loader_workers(8, local_devices=1, batches=10) == 8
     assert loader_workers(8, local_devices=1, batches=1) == 0
@@ -223,7 +223,7 @@ def test_workers_capped_per_local_device(tiny_data_yaml, monkeypatch):
     dm.setup("fit")
     assert dm.train_dataloader().num_workers == 3  # 24 images, batch 8: at most 3 batches
     assert dm.val_dataloader().num_workers == 0  # 8 images, batch 16: one batch
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)))
     assert dm.train_dataloader().num_workers == 2  # 8 cores // 4 devices
 
 
@@ -316,9 +316,9 @@ def test_sibling_ranks_are_not_other_programs(monkeypatch):
 
 
 def test_thread_plan_follows_cores_workers_load_and_the_user():
-    assert plan_threads("3", 2, 1, 0, "cpu", 5.0).threads == 3  # OMP_NUM_THREADS set by the user wins
-    assert plan_threads(None, 2, 1, 0, "cpu", 0.0).threads == 2  # a quiet 2-core machine: both cores
-    assert plan_threads(None, 2, 1, 0, "cpu", 1.2).threads == 1  # another program keeps a core busy
-    assert plan_threads(None, 2, 1, 2, "cpu", 0.0).threads == 1  # two loader workers
-    assert plan_threads(None, 16, 2, 2, "cpu", 0.0).threads == 6  # 8 cores per process, 2 workers
-    assert plan_threads(None, 64, 1, 4, "cuda", 0.0).threads == 8  # CUDA: at most 8, as Ultralytics
+    assert plan_threads("3", 2, 0, "cpu", 5.0).threads == 3  # OMP_NUM_THREADS set by the user wins
+    assert plan_threads(None, 2, 0, "cpu", 0.0).threads == 2  # a quiet 2-core machine: both cores
+    assert plan_threads(None, 2, 0, "cpu", 1.2).threads == 1  # another program keeps a core busy
+    assert plan_threads(None, 2, 2, "cpu", 0.0).threads == 1  # two loader workers
+    assert plan_threads(None, 8, 2, "cpu", 0.0).threads == 6  # 8 cores per process, 2 workers
+    assert plan_threads(None, 64, 4, "cuda", 0.0).threads == 8  # CUDA: at most 8, as Ultralytics

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import lightning as L
 import pytest
 import torch
+from emulation import cpu_amp
 from example_runs import run_example_config, run_example_script
-from lightning.pytorch.plugins import MixedPrecision
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import GradientClipping
@@ -52,10 +52,9 @@ def test_optimizer_never_sees_a_norm_above_max_norm(tiny_data_yaml, tmp_path):
     assert module.gradient_clip_norm == 10.0  # the module's own clipping is back after fit
 
 
-def test_clipping_follows_amp_unscaling(tiny_data_yaml, tmp_path):
-    scaler = torch.amp.GradScaler("cpu", init_scale=256.0)
+def test_clipping_follows_amp_unscaling(tiny_data_yaml, tmp_path, monkeypatch):
     clipping = GradientClipping(max_norm=0.05)
-    amp = MixedPrecision("16-mixed", "cpu", scaler)
+    amp = cpu_amp(monkeypatch, init_scale=256.0)
     module, _ = _fit(tmp_path, tiny_data_yaml, clipping, nbs=4, plugins=[amp])
     applied = [norm for norm in module.step_norms if math.isfinite(norm)]  # the scaler skips non-finite steps
     assert applied

@@ -1,4 +1,9 @@
-"""Keep Ultralytics from touching the network: must run before the first ``import ultralytics``."""
+"""Keep Ultralytics from touching the network on its own: must run before the first ``import ultralytics``.
+
+Only what the user names and is not on disk is downloaded (official weights by name, a shipped dataset's images: see
+``yolo_lightning.assets``). ``YOLO_OFFLINE`` does not block those downloads: it makes ``safe_download`` give up at the
+first failure (no DNS probe, no 5-10-20 s retries), so offline they fail at once.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Ultralytics reads these once, at import time. ``setdefault`` lets a user opt back in explicitly.
+# Ultralytics reads these at import time (YOLO_OFFLINE also in is_online(), after a failed download). ``setdefault``
+# lets a user opt back in explicitly.
 _OFFLINE_ENV = {
-    "YOLO_OFFLINE": "1",  # no DNS probe, no PyPI update check, no analytics events
+    "YOLO_OFFLINE": "1",  # no DNS probe at import, no PyPI update check, no analytics events; downloads fail fast
     "YOLO_AUTOINSTALL": "False",  # never pip-install a missing requirement at run time
 }
 # check_font() looks for these names in Ultralytics' config dir before it tries a download.

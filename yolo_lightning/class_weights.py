@@ -48,6 +48,7 @@ __all__ = [
     "WeightedFocalLoss",
     "WeightedVarifocalLoss",
     "apply_class_weights",
+    "attach_criterion",
     "class_instance_counts",
     "inverse_frequency_weights",
     "resolve_class_weights",
@@ -87,7 +88,9 @@ class WeightedClassificationLoss(v8ClassificationLoss):
     def __call__(self, preds: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``v8ClassificationLoss`` with ``F.cross_entropy(..., weight=w)``."""
         preds = preds[1] if isinstance(preds, (list, tuple)) else preds
-        loss = F.cross_entropy(preds, batch["cls"], weight=self.weight.to(preds.device, preds.dtype), reduction="mean")
+        if self.weight.device != preds.device:  # moved once, not copied from the host at every step
+            self.weight = self.weight.to(preds.device)
+        loss = F.cross_entropy(preds, batch["cls"], weight=self.weight.to(preds.dtype), reduction="mean")
         return loss, {"loss": loss.detach()}
 
 
@@ -249,6 +252,18 @@ def apply_class_weights(criterion: object, weights: torch.Tensor) -> object:
             f"(RT-DETR). Leave class_weights=None for this model."
         )
     return criterion
+
+
+def attach_criterion(model: nn.Module, criterion: object) -> None:
+    """Set ``model.criterion`` (what Ultralytics' ``model.loss`` uses) without registering it as a submodule.
+
+    RT-DETR's criterion is an ``nn.Module``, and a class-weighted one holds ``pos_weight`` buffers: registered, they
+    would enter the module's ``state_dict`` after the EMA copied it, so a checkpoint's raw weights hold keys that a
+    resumed run (whose criterion does not exist yet) rejects. They are loss constants, rebuilt from the checkpoint's
+    class weights, not model state; Ultralytics strips the criterion from every file it saves.
+    """
+    model._modules.pop("criterion", None)
+    object.__setattr__(model, "criterion", criterion)
 
 
 def weighted_criterion(model: nn.Module, weights: torch.Tensor | None) -> object:

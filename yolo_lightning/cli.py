@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import lightning as L
 import torch
 from jsonargparse import Namespace
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from yolo_lightning.callbacks import UltralyticsCheckpoint, UltralyticsPredictionWriter
@@ -25,10 +24,10 @@ from yolo_lightning.hyperparameters import DATAMODULE_ARGS, MODULE_ARGS
 from yolo_lightning.models import model_config
 from yolo_lightning.module import YOLOModule
 from yolo_lightning.run_folder import (
-    announce_to_child_processes,
+    WEIGHTS,
     claim_run_folder,
     default_run_folder,
-    folder_from_launching_process,
+    move_run_folder,
     run_folder_of,
 )
 from yolo_lightning.tasks import task_of
@@ -56,6 +55,37 @@ def _is_summary_key(key: str) -> bool:
     return key == "fitness" or (key.startswith("metrics/") and (key.count("/") == 1 or key.startswith("metrics/coco/")))
 
 
+class SaveConfigInRunFolder(SaveConfigCallback):
+    """LightningCLI's ``config.yaml``, saved into this run's own folder, which global rank 0 claims first.
+
+    The claim waits for the Trainer's ``setup``, when the processes of every launcher (Lightning's own DDP, torchrun,
+    SLURM, several nodes) are connected: global rank 0 claims ``run_folder`` (or the next free one, ``train2``...) and
+    every process gets that path as claimed, so a relative one lands under each node's own current folder.
+
+    Args:
+        run_folder: The folder to claim; None: the Trainer's folder is already this run's (resuming, or given).
+        marker: ``claim_run_folder``'s marker: ``weights`` for a training run, None for a new evaluation folder.
+        exist_ok: Use ``run_folder`` even if another run did (``--checkpoint.exist_ok``).
+    """
+
+    def __init__(self, *args: Any, run_folder: str | Path | None = None, marker: str | None = WEIGHTS,
+                 exist_ok: bool = False, **kwargs: Any) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        self.run_folder = run_folder
+        self.marker = marker
+        self.exist_ok = exist_ok
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Claim the run folder (at the first setup), make it every process's, then save the config into it."""
+        if self.run_folder is not None and not self.already_saved:
+            claimed = claim_run_folder(self.run_folder, self.exist_ok, self.marker) if trainer.is_global_zero else None
+            move_run_folder(trainer, Path(trainer.strategy.broadcast(claimed)))  # as claimed: relative stays relative
+            for callback in trainer.callbacks:  # the folder is this run's: fitting must not move on to the next one
+                if isinstance(callback, UltralyticsCheckpoint) and callback._default_layout:  # not a dirpath of its own
+                    callback.exist_ok = True
+        super().setup(trainer, pl_module, stage)
+
+
 class YOLOLightningCLI(LightningCLI):
     """LightningCLI with yolo-lightning's classes and Ultralytics' habits: best.pt/last.pt on by default, run folders
     ``runs/<task>/<train|val|test|predict>`` (``train2``... when taken), 100 epochs, AMP on CUDA, predictions saved,
@@ -67,6 +97,7 @@ class YOLOLightningCLI(LightningCLI):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("auto_configure_optimizers", False)
+        kwargs.setdefault("save_config_callback", SaveConfigInRunFolder)
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False, "epilog": EXPORT_HELP})
         super().__init__(*args, **kwargs)
 
@@ -153,13 +184,10 @@ class YOLOLightningCLI(LightningCLI):
             self._choose_run_folder(config)
 
     def _choose_run_folder(self, config: Namespace) -> None:
-        """Resuming: the checkpoint's run folder; else the given one if free (or ``--checkpoint.exist_ok``), else the
-        next free one (``train2``, ``val2``...), claimed before anything (the saved config, logs) is written into it.
-
-        DDP processes that Lightning starts from this one re-run the command: they take the folder claimed here. Under
-        an external launcher (torchrun, SLURM) every process starts alone and UltralyticsCheckpoint claims the folder on
-        rank 0 when fitting starts.
-        """
+        """Resuming: the checkpoint's run folder. Else, when fitting or without ``--trainer.default_root_dir``, a folder
+        of this run's own: the given one (or ``runs/<task>/<train|val|test|predict>``) if free (or
+        ``--checkpoint.exist_ok``), else the next free one (``train2``, ``val2``...), claimed by SaveConfigInRunFolder
+        before anything (the saved config, logs) is written into it."""
         given = config.trainer.default_root_dir
         task = task_of(model_config(config.model.model_yaml or config.model.model), config.model.task).name
         root = Path(given) if given is not None else default_run_folder(task, self.subcommand)
@@ -167,13 +195,13 @@ class YOLOLightningCLI(LightningCLI):
         fitting = self.subcommand == "fit"
         if fitting and ckpt_path:
             root = (run_folder_of(ckpt_path) if Path(ckpt_path).is_file() else None) or root
-        elif (launched := folder_from_launching_process()) is not None:
-            root = launched
-        elif int(os.environ.get("WORLD_SIZE", "1")) == 1 and (fitting or given is None):
-            root = claim_run_folder(root, fitting and config.checkpoint.exist_ok, marker="weights" if fitting else None)
-            announce_to_child_processes(root)
-        config.trainer.default_root_dir = str(root)
-        config.checkpoint.exist_ok = True  # the folder is this run's: the callback must not move it again
+            config.trainer.default_root_dir = str(root)
+        elif fitting or given is None:
+            # Claimed once every process of the run exists (only then can they agree on one folder); until then the
+            # Trainer's folder is the given one or the current folder, where Lightning's loggers start
+            exist_ok = fitting and config.checkpoint.exist_ok
+            claim = {"run_folder": root, "marker": WEIGHTS if fitting else None, "exist_ok": exist_ok}
+            self.save_config_kwargs = {**self.save_config_kwargs, **claim}
 
     # --------------------------------------------------------------------------------------------- results
     def after_fit(self) -> None:

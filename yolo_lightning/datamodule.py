@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import random
 import warnings
 from collections.abc import Iterator
 from copy import copy
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
@@ -38,7 +40,8 @@ from yolo_lightning.dataset_checks import (
     unusable_images,
 )
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.hardware import loader_workers
+from yolo_lightning.hardware import loader_workers, pin_memory
+from yolo_lightning.image_cache import write_disk_cache
 from yolo_lightning.hyperparameters import (
     DATAMODULE_ARGS,
     check_no_unknown_arguments,
@@ -308,6 +311,10 @@ class YOLODataModule(L.LightningDataModule):
         if stage == "test":
             self.test_dataset = self._build_dataset(self.data_config, "test", self._per_rank_batch("val"))
 
+    def validation_batch(self) -> int:
+        """This process's validation batch (twice the training batch, OBB the same), as Ultralytics' test loader."""
+        return self._per_rank_batch("val")
+
     def workers_per_process(self) -> int:
         """Loader processes this process's training loader starts (Ultralytics' cap per local device applied)."""
         if self.train_dataset is None:
@@ -324,6 +331,7 @@ class YOLODataModule(L.LightningDataModule):
         seed = self.hparams.seed
         if world_size > 1:
             sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
+            seed_main_process(seed, rank)
         else:
             sampler = UltralyticsShuffleSampler(len(dataset), seed)
             if self._sampler_state is not None:
@@ -380,7 +388,9 @@ class YOLODataModule(L.LightningDataModule):
         local_devices = self.trainer.num_devices if self.trainer is not None else 1
         num_workers = loader_workers(workers, local_devices, batches)  # at most cpu_count // local devices
         worker_seeds = torch.Generator()
-        worker_seeds.manual_seed(self.hparams.seed)
+        world_size, rank = self._world()
+        # Under DDP each rank's augmentation draws its own numbers (Ultralytics' build_dataloader: seed + RANK)
+        worker_seeds.manual_seed(self.hparams.seed if world_size == 1 else _ultralytics_loader_seed(self.hparams.seed, rank))
         return DataLoader(
             dataset,
             batch_size=batch,
@@ -388,7 +398,7 @@ class YOLODataModule(L.LightningDataModule):
             shuffle=False,
             num_workers=num_workers,
             prefetch_factor=prefetch if num_workers > 0 else None,
-            pin_memory=torch.cuda.is_available(),
+            pin_memory=pin_memory(self._root_device()),
             collate_fn=collate or _collate_fn(dataset),
             worker_init_fn=seed_worker,
             generator=worker_seeds,
@@ -410,10 +420,12 @@ class YOLODataModule(L.LightningDataModule):
                 warnings.warn(message, stacklevel=3)
         return config
 
-    def _build_dataset(self, config: dict[str, Any], split: str, batch: int) -> Dataset:
-        """The dataset the task's trainer builds (detect: YOLODataset with rect validation; RT-DETR, classify: theirs)."""
+    def _build_dataset(self, config: dict[str, Any], split: str, batch: int, cache_images: bool = True) -> Dataset:
+        """The dataset the task's trainer builds (detect: YOLODataset with rect validation; RT-DETR, classify: theirs);
+        ``cache_images=False``: without loading images into ``cache`` (labels only, as ``prepare_data`` needs)."""
         mode = "train" if split == "train" else "val"
-        return self.task.build_dataset(self.hyp, str(config[split]), batch, config, mode)
+        hyp = self.hyp if cache_images else IterableSimpleNamespace(**{**vars(self.hyp), "cache": False})
+        return self.task.build_dataset(hyp, str(config[split]), batch, config, mode)
 
     def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
         """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines."""
@@ -433,14 +445,15 @@ class YOLODataModule(L.LightningDataModule):
         warnings.warn(message, stacklevel=2)
 
     def _build_label_cache(self, config: dict[str, Any], split: str) -> None:
-        """Build the split's dataset (Ultralytics writes its label cache); report the images it skipped as unusable."""
-        if not self.task.finds_objects:  # ClassificationDataset verifies (and reports) its images itself
-            self._build_dataset(config, split, self._per_rank_batch(split))
+        """Build the split's dataset without loading its images (Ultralytics writes its label cache; ``setup`` loads
+        them for ``cache="ram"``), write ``cache="disk"``'s files, report the images it skipped as unusable."""
+        if not self.task.finds_objects:  # ClassificationDataset verifies (and reports) its images, loads them lazily
+            self._write_disk_cache(self._build_dataset(config, split, self._per_rank_batch(split)))
             return
         # Only skipped images are opened again: Ultralytics' reason for an unreadable one is its failed HEIF import
         images = image_files(config[split])
         try:
-            dataset = self._build_dataset(config, split, self._per_rank_batch(split))
+            dataset = self._build_dataset(config, split, self._per_rank_batch(split), cache_images=False)
         except RuntimeError as e:  # get_labels: no usable image at all
             unusable = unusable_images(images)
             if not unusable:
@@ -457,6 +470,12 @@ class YOLODataModule(L.LightningDataModule):
         kept = set(dataset.im_files)
         for image, reason in unusable_images(f for f in scanned if f not in kept).items():
             warnings.warn(f"{image}: skipped, {reason}", stacklevel=2)
+        self._write_disk_cache(dataset)
+
+    def _write_disk_cache(self, dataset: Dataset) -> None:
+        """``cache="disk"``: every ``.npy`` written whole, once per node, before any rank's dataset reads them."""
+        if str(self.hparams.cache).lower() == "disk":
+            write_disk_cache(dataset)
 
     def _per_rank_batch(self, split: str) -> int:
         """Per-rank batch: ``batch // world_size`` for training, twice that for validation (OBB: the same)."""
@@ -466,10 +485,27 @@ class YOLODataModule(L.LightningDataModule):
             raise ConfigurationError(f"batch={self.hparams.batch} is smaller than the number of processes ({world_size}).")
         return batch if split == "train" else batch * self.task.val_batch_factor
 
+    def _root_device(self) -> torch.device | None:
+        """The device the batches go to (None without a Trainer)."""
+        return getattr(getattr(self.trainer, "strategy", None), "root_device", None)
+
     def _world(self) -> tuple[int, int]:
         """(world size, global rank) of the attached Trainer, (1, 0) without one."""
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+
+def _ultralytics_loader_seed(seed: int, rank: int) -> int:
+    """The seed of the loader generator Ultralytics' ``build_dataloader`` gives a DDP rank (its workers' seeds)."""
+    return (_ULTRALYTICS_SHUFFLE_SEED + rank + seed) % (1 << 64)
+
+
+def seed_main_process(seed: int, rank: int) -> None:
+    """Seed this DDP rank's own random streams as Ultralytics' ``init_seeds(seed + 1 + RANK)``: augmentation drawn
+    in the main process (``workers=0``) differs between ranks (Lightning seeds every rank alike)."""
+    random.seed(seed + 1 + rank)
+    np.random.seed(seed + 1 + rank)
+    torch.manual_seed(seed + 1 + rank)
 
 
 def _collate_fn(dataset: Dataset) -> Any:

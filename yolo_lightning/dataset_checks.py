@@ -31,6 +31,7 @@ from ultralytics.utils import DATASETS_DIR
 # not installed, raises "No module named 'pi_heif'" instead of PIL's error.
 from ultralytics.utils.patches import _image_open as _pil_open
 
+from yolo_lightning.assets import fetch_classify_dataset, fetch_shipped_data, shipped_data_yaml
 from yolo_lightning.errors import ConfigurationError
 
 ImageSource = str | Path | Sequence[str | Path]
@@ -77,7 +78,10 @@ class _DataYaml:
 
 def load_data_config(data: str | Path, splits: Collection[str] | None = None) -> dict:
     """Validate a data.yaml and the paths of ``splits`` (None: every split it has); return check_det_dataset's dict."""
-    path = _existing_yaml(Path(data))
+    shipped = shipped_data_yaml(str(data))  # e.g. coco8.yaml: Ultralytics' own, its images downloaded when missing
+    if shipped is not None:
+        fetch_shipped_data(shipped, str(data))
+    path = _existing_yaml(shipped or Path(data))
     cfg = _read_yaml(path)
     _check_classes(cfg)
     _check_keypoint_keys(cfg)
@@ -113,7 +117,8 @@ def load_classification_config(
     """Validate a classification image-folder tree for ``splits``; return check_cls_dataset's dict, paths as str.
 
     ``splits`` None: train and val, and test when there is a test/ folder. train/ is always needed (its class
-    sub-folders are the class names). Nothing is ever downloaded or split: a missing folder is an error. Warnings
+    sub-folders are the class names). Only Ultralytics' own datasets named bare (``mnist160``) are downloaded, nothing
+    is split: another missing folder is an error. Warnings
     (a class folder without images, images outside class folders, val read from test/) are emitted when ``warn``.
     """
     unknown = [s for s in splits or () if s not in SPLITS]
@@ -443,7 +448,10 @@ def _check_split(cfg: _DataYaml, key: str, paths: list[Path], root: Path, origin
         if not root.exists():
             msg += f"; the dataset root {root} does not exist"
         if cfg.data.get("download"):
-            msg += "; the yaml has a 'download:' entry but automatic downloads are disabled, fetch the data manually"
+            msg += (
+                "; the yaml has a 'download:' entry but automatic downloads are for the dataset YAMLs Ultralytics "
+                "ships (coco8.yaml...) only, fetch the data manually"
+            )
         raise DatasetError(msg)
     for path in paths:
         if path.is_file():
@@ -638,7 +646,8 @@ class _ClassFolders(NamedTuple):
 
 
 def _classification_root(folder: str | Path) -> Path:
-    """The existing dataset folder (as check_cls_dataset: the path, else datasets_dir/path), never downloading."""
+    """The existing dataset folder (as check_cls_dataset: the path, else datasets_dir/path, else one of Ultralytics'
+    classification datasets, downloaded)."""
     text = str(folder)
     if text.lower().startswith(("http:/", "https:/")):
         raise DatasetError(
@@ -658,10 +667,13 @@ def _classification_root(folder: str | Path) -> Path:
     fallback = DATASETS_DIR / path
     if not path.is_absolute() and fallback.is_dir():
         return fallback.resolve()
+    if (downloaded := fetch_classify_dataset(text)) is not None:
+        return downloaded.resolve()
     looked = str(path.absolute()) + ("" if path.is_absolute() else f" (nor {fallback.resolve()} under datasets_dir)")
     raise DatasetError(
-        f"classification folder not found: {looked}; Ultralytics would try to download it, but automatic downloads "
-        "are disabled: pass an existing folder with train/<class name>/*.jpg and val/<class name>/*.jpg"
+        f"classification folder not found: {looked}; automatic downloads are for Ultralytics' own datasets "
+        "(mnist160, imagenet10...) only: pass an existing folder with train/<class name>/*.jpg and "
+        "val/<class name>/*.jpg"
     )
 
 

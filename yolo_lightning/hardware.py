@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import math
 import os
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
+from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
+from lightning.pytorch.plugins.precision import Precision
+from lightning.pytorch.utilities import rank_zero_warn
+from ultralytics.utils.checks import check_amp
 
 from yolo_lightning.errors import ConfigurationError
 
@@ -51,9 +58,102 @@ def evaluation_autocast(precision: str, device: torch.device) -> AbstractContext
 
 
 def loader_workers(requested: int, local_devices: int, batches: int) -> int:
-    """Ultralytics' worker rule: at most ``cpu_count // local devices`` per process, none for a single batch."""
-    per_device = (os.cpu_count() or 1) // max(local_devices, 1)
-    return max(0, min(per_device, requested, 0 if batches <= 1 else batches))
+    """Ultralytics' worker rule: at most the process's cores (``cpu_count // local devices`` in Ultralytics, here
+    ``cores_per_process``) per process, none for a single batch."""
+    return max(0, min(cores_per_process(local_devices), requested, 0 if batches <= 1 else batches))
+
+
+def cores_per_process(local_processes: int) -> int:
+    """The cores one of ``local_processes`` training processes on this machine may use.
+
+    ``os.cpu_count()`` counts the machine, not the allocation: a cluster job, a container or ``taskset`` gets fewer.
+    The cores this process may run on (its affinity: SLURM's task binding, a cpuset), capped by a cgroup CPU quota
+    (``docker --cpus``) and by ``SLURM_CPUS_PER_TASK``, shared among the local processes, except under ``srun`` where
+    every process is a task with an allocation of its own.
+    """
+    visible = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    allowed = min(visible, _cgroup_cpu_limit() or visible)
+    per_task = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
+    if per_task:
+        allowed = min(allowed, per_task)
+        if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+            return max(1, allowed)  # srun started this process as one task among several: the allocation is its own
+    return max(1, allowed // max(local_processes, 1))
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """The CPU quota of this process's cgroup in whole cores (cgroup v2 ``cpu.max``, v1 ``cfs_quota_us``), if any."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as file:
+            quota, period = file.read().split()[:2]
+        return None if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", encoding="ascii") as q, open(
+            "/sys/fs/cgroup/cpu/cpu.cfs_period_us", encoding="ascii"
+        ) as p:
+            quota, period = int(q.read()), int(p.read())
+        return None if quota <= 0 else max(1, math.ceil(quota / period))
+    except (OSError, ValueError):
+        return None
+
+
+def pin_memory(device: torch.device | None) -> bool:
+    """Pinned host memory for loader batches only when they go to a CUDA device (as Ultralytics: ``nd > 0``)."""
+    if device is None:
+        return torch.cuda.is_available()
+    return device.type == "cuda"
+
+
+def gpu_memory_text(device: torch.device) -> str:
+    """The progress bar's ``GPU_mem`` column as Ultralytics shows it: memory reserved on ``device``, in GiB (2**30)."""
+    return f"{torch.cuda.memory_reserved(device) / 2**30:.3g}G"
+
+
+def clear_accelerator_memory(device: torch.device, threshold: float | None = 0.5) -> None:
+    """BaseTrainer's ``_clear_memory``: when more than ``threshold`` of the GPU's memory is reserved (always with
+    ``None``), collect garbage and return the cached blocks to the driver, so validation starts without a VRAM spike.
+    Nothing on CPU (Ultralytics reports no memory there)."""
+    if device.type != "cuda":
+        return
+    if threshold is not None:
+        total = torch.cuda.get_device_properties(device).total_memory
+        if total <= 0 or torch.cuda.memory_reserved(device) / total <= threshold:
+            return
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def unscale_before_clipping(precision_plugin: Any, optimizer: Any) -> None:
+    """Unscale AMP gradients for an optimizer that would unscale them inside ``step`` (fused Adam/AdamW).
+
+    Ultralytics builds Adam/AdamW with ``fused=True`` on CUDA and calls ``scaler.unscale_`` before clipping. Lightning's
+    ``MixedPrecision.optimizer_step`` skips ``unscale_`` for such optimizers, so clipping (and every gradient hook)
+    would see gradients times the scale (65536 at the start): clipped to a few millionths of their norm. Unscaled
+    here, ``GradScaler.step`` passes the fused step no scale and its inf check still skips non-finite steps.
+    """
+    scaler = getattr(precision_plugin, "scaler", None)
+    optimizer = getattr(optimizer, "optimizer", optimizer)  # a LightningOptimizer wraps the torch optimizer
+    if scaler is not None and scaler.is_enabled() and _optimizer_handles_unscaling(optimizer):
+        scaler.unscale_(optimizer)
+
+
+def fall_back_from_broken_amp(trainer: Any, model: torch.nn.Module) -> None:
+    """Ultralytics' AMP self-test for a run with a GradScaler (``16-mixed``, Ultralytics' ``amp=True``): ``check_amp``
+    on rank 0 (float16 inference against float32 on a GPU known to be broken, or on its sample image), its verdict
+    shared with every rank; where float16 fails (and on CPU, where Ultralytics turns AMP off) train in float32."""
+    if getattr(trainer.strategy.precision_plugin, "scaler", None) is None:
+        return
+    works = trainer.strategy.broadcast(bool(check_amp(model)) if trainer.is_global_zero else True, src=0)
+    if not works:
+        rank_zero_warn("AMP (16-mixed) is turned off for this run, as Ultralytics' check_amp decides: training in 32-true.")
+        trainer.strategy.precision_plugin = Precision()
+
+
+def evaluation_half(precision: str, device: torch.device) -> bool:
+    """Ultralytics' validator ``half`` during training: half-precision images for an AMP run on an accelerator."""
+    return str(precision) in {"16-mixed", "bf16-mixed"} and device.type != "cpu"
 
 
 def use_channels_last(channels_last: bool | None, device: torch.device) -> bool:
@@ -117,12 +217,12 @@ class ThreadPlan:
 
 
 def plan_threads(
-    user_threads: str | None, cores: int, local_processes: int, loader_workers: int, device_type: str, load: float
+    user_threads: str | None, share: int, loader_workers: int, device_type: str, load: float
 ) -> ThreadPlan:
     """torch's intra-op thread count for a training process, chosen from the machine instead of import order.
 
     - ``OMP_NUM_THREADS`` set by the user (before importing yolo-lightning): that, always.
-    - Otherwise, the process's share of the cores (``cores // local processes``) minus its loader workers (each a
+    - Otherwise, the process's share of the cores (``share``: ``cores_per_process``) minus its loader workers (each a
       process of its own) and minus the cores other programs keep busy (``load``: ``other_programs_load``): on a quiet
       2-core machine without workers, 2 threads (1.9x Ultralytics' pinned 1 thread); beside a busy core or 2 loader
       workers, 1 thread, since oversubscribed intra-op threads wait on each other (a 1-epoch fit measured 18-146 s
@@ -130,7 +230,6 @@ def plan_threads(
     """
     if user_threads:
         return ThreadPlan(max(1, int(user_threads)), f"OMP_NUM_THREADS={user_threads}")
-    share = max(1, cores // max(local_processes, 1))
     free = share - loader_workers - max(0, round(load))
     threads = max(1, min(free, 8) if device_type == "cuda" else free)
     reason = f"{share} cores per process, {loader_workers} loader workers, {load:.1f} cores busy with other programs"

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.detection import MeanAveragePrecision
 from torchmetrics.utilities import dim_zero_cat
 from ultralytics.utils.metrics import ClassifyMetrics, ConfusionMatrix, DetMetrics
 
@@ -281,3 +282,32 @@ def _names_over_ranks(names: list[str]) -> list[str]:
     gathered: list[list[str] | None] = [None] * _world_size()
     torch.distributed.all_gather_object(gathered, names)
     return next((g for g in gathered if g), [])
+
+
+class DistributedMeanAveragePrecision(MeanAveragePrecision):
+    """torchmetrics' COCO mAP (``map_cross_check``) whose per-image states cross DDP ranks whole, one collective.
+
+    torchmetrics gathers ``MeanAveragePrecision``'s list states element by element, so ranks that saw different numbers
+    of images (uneven validation shards, a rank left idle) issue different numbers of collectives: gloo aborts, NCCL
+    hangs or mixes another state's data in. Here each rank's lists go as one object; in rank order, the images come
+    back in the validation order one process sees.
+    """
+
+    def _sync_dist(self, dist_sync_fn: Callable | None = None, process_group: Any | None = None) -> None:
+        group = process_group or self.process_group
+        names = [name for name, default in self._defaults.items() if isinstance(default, list)]
+        local = {name: [_to_cpu(item) for item in getattr(self, name)] for name in names}
+        gathered: list[Any] = [None] * torch.distributed.get_world_size(group)
+        torch.distributed.all_gather_object(gathered, local, group=group)
+        for name in names:
+            setattr(self, name, [_to_device(item, self.device) for part in gathered for item in part[name]])
+
+
+def _to_cpu(item: Any) -> Any:
+    """A state entry (a tensor, or a tuple of them for masks) on the CPU, to be pickled."""
+    return tuple(_to_cpu(t) for t in item) if isinstance(item, tuple) else item.cpu()
+
+
+def _to_device(item: Any, device: torch.device) -> Any:
+    """A gathered state entry back on the metric's device."""
+    return tuple(_to_device(t, device) for t in item) if isinstance(item, tuple) else item.to(device)

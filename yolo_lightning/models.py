@@ -10,6 +10,7 @@ import ultralytics
 from torch import nn
 from ultralytics.nn.tasks import ClassificationModel, load_checkpoint, yaml_model_load
 
+from yolo_lightning.assets import weights_file
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.tasks import Task
 
@@ -60,13 +61,8 @@ def build_model(
 
 
 def _load_weights(path: str) -> nn.Module:
-    """Load an Ultralytics ``.pt`` checkpoint from a local file (pretrained weights cannot be downloaded offline)."""
-    if not Path(path).is_file():
-        raise ConfigurationError(
-            f"model={path!r}: no such weights file. Pretrained weights are not downloaded; pass a local .pt "
-            f"or build from a YAML such as {Path(path).stem}.yaml."
-        )
-    detector, _ = load_checkpoint(path)
+    """Load an Ultralytics ``.pt`` checkpoint: a local file, one in weights_dir, or official weights by name."""
+    detector, _ = load_checkpoint(weights_file(path))
     return detector
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import os
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import SimpleNamespace
@@ -16,7 +15,6 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
-from torchmetrics.detection import MeanAveragePrecision
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.engine.results import Results
 from ultralytics.models.yolo.detect import DetectionValidator
@@ -39,6 +37,7 @@ from yolo_lightning.callbacks import (
     UltralyticsProgressBar,
 )
 from yolo_lightning.class_weights import (
+    attach_criterion,
     class_instance_counts,
     resolve_class_weights,
     weighted_criterion,
@@ -49,9 +48,14 @@ from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
 from yolo_lightning.hardware import (
     check_precision,
+    clear_accelerator_memory,
+    cores_per_process,
     evaluation_autocast,
+    evaluation_half,
+    fall_back_from_broken_amp,
     other_programs_load,
     plan_threads,
+    unscale_before_clipping,
     use_channels_last,
 )
 from yolo_lightning.hyperparameters import (
@@ -63,6 +67,7 @@ from yolo_lightning.hyperparameters import (
 from yolo_lightning.metrics import (
     ClassificationMetrics,
     DetectionMetrics,
+    DistributedMeanAveragePrecision,
     EpochLossMeans,
     validation_metrics,
 )
@@ -185,7 +190,7 @@ class YOLOModule(L.LightningModule):
         self.save_hyperparameters()
         self.model: nn.Module | None = None
         self.val_metrics: DetectionMetrics | ClassificationMetrics | None = None
-        self.val_coco_map: MeanAveragePrecision | None = None
+        self.val_coco_map: DistributedMeanAveragePrecision | None = None
         self._plotting = False
         self._validator: DetectionValidator | None = None
         self._warmup: Warmup | None = None
@@ -226,9 +231,19 @@ class YOLOModule(L.LightningModule):
         self.model.end2end = self.hparams.nms is False
         self._set_model_attributes()
         self._validator = self._make_validator()
-        if stage == "fit" and self.task.finds_objects:
+        if stage == "fit" and not self._has_yolo_data():
+            rank_zero_warn(
+                "Fitting from your own DataLoaders (no YOLODataModule): labels.jpg, train_batch*.jpg, close_mosaic, "
+                "DetectionTrainer's max_det check and the final validation of best.pt are skipped (they read the "
+                "datamodule's datasets and data.yaml)."
+            )
+        elif stage == "fit" and self.task.finds_objects:
             self._check_max_det()
-        self.class_weight_values = self._resolve_class_weights()
+        self.class_weight_values = self._resolve_class_weights(stage)
+
+    def _has_yolo_data(self) -> bool:
+        """True when a YOLODataModule (its datasets and data.yaml) is attached, not just DataLoaders."""
+        return self._data() is not None
 
     def _data(self) -> dict[str, Any] | None:
         """The attached datamodule's dataset config (its data.yaml's contents), if any."""
@@ -289,7 +304,7 @@ class YOLOModule(L.LightningModule):
         workers = datamodule.workers_per_process() if hasattr(datamodule, "workers_per_process") else 0
         local = trainer.num_devices
         load = 0.0 if USER_THREADS else other_programs_load(local)
-        plan = plan_threads(USER_THREADS, os.cpu_count() or 1, local, workers, self.device.type, load)
+        plan = plan_threads(USER_THREADS, cores_per_process(local), workers, self.device.type, load)
         if torch.get_num_threads() != plan.threads:
             torch.set_num_threads(plan.threads)
         rank_zero_info(f"torch threads: {plan.threads} ({plan.reason})")
@@ -301,6 +316,14 @@ class YOLOModule(L.LightningModule):
             return
         check_precision(trainer.precision)
         if torch.are_deterministic_algorithms_enabled():  # Trainer(deterministic=...): as Ultralytics' init_seeds
+            if not torch.is_deterministic_algorithms_warn_only_enabled():
+                # Lightning's deterministic=True is strict: on CUDA, NLLLoss, AdaptiveAvgPool2d's backward (classify)
+                # and grid_sample's backward (RT-DETR) raise. Ultralytics' deterministic=True warns for them instead.
+                torch.use_deterministic_algorithms(True, warn_only=True)
+                rank_zero_info(
+                    "Deterministic algorithms with warn_only=True, as Ultralytics' deterministic=True: operations "
+                    "without a deterministic implementation warn instead of raising."
+                )
             torch.utils.deterministic.fill_uninitialized_memory = False  # no NaN fill kernel per new tensor
         if trainer.strategy.root_device.type == "cuda" and trainer.precision == "32-true":
             rank_zero_info(
@@ -324,7 +347,7 @@ class YOLOModule(L.LightningModule):
         self.model = build_model(self.task, self.hparams.model_yaml or self.hparams.model, names, self._data())
         self.val_metrics = validation_metrics(self.task, names)
         if self.hparams.map_cross_check:
-            self.val_coco_map = MeanAveragePrecision(
+            self.val_coco_map = DistributedMeanAveragePrecision(
                 box_format="xyxy", iou_type="bbox", max_detection_thresholds=[1, 10, 300], backend="faster_coco_eval"
             )
         self.freeze_layer_names = self._apply_freeze()
@@ -337,13 +360,18 @@ class YOLOModule(L.LightningModule):
             raise ConfigurationError("YOLOModule needs class names: use a YOLODataModule, or pass names={0: 'cat', ...}.")
         return names
 
-    def _resolve_class_weights(self) -> torch.Tensor | None:
+    def _resolve_class_weights(self, stage: str) -> torch.Tensor | None:
         """``class_weights`` as a tensor; ``"inverse_frequency"`` counts the training labels (or reuses a checkpoint's)."""
         spec, names = self.hparams.class_weights, self.model.names
         counts = None
         if spec == "inverse_frequency":
             dataset = getattr(getattr(self._trainer, "datamodule", None), "train_dataset", None)
-            if dataset is None:  # validate/test/predict: no training labels here
+            if dataset is None and stage == "fit" and self.class_weight_values is None:
+                raise ConfigurationError(
+                    "class_weights='inverse_frequency' counts the training labels of a YOLODataModule; with your own "
+                    "DataLoaders pass the weights themselves (class_weights=[...] or {'name': weight})."
+                )
+            if dataset is None:  # validate/test/predict (or a resumed run): the checkpoint's weights, if any
                 return self.class_weight_values
             counts = class_instance_counts(dataset, len(names))
         weights = resolve_class_weights(spec, names, counts, self.hparams.class_weights_power)
@@ -473,19 +501,28 @@ class YOLOModule(L.LightningModule):
         if self.current_epoch > 0 and hasattr(criterion, "update"):  # YOLO26's E2ELoss: o2m/o2o as after N epochs
             criterion.updates = self.current_epoch - 1
             criterion.update()
-        self.model.criterion = criterion
+        attach_criterion(self.model, criterion)
         if self.class_weight_values is not None:
             names = self.model.names
             for logger in self.loggers:
                 logger.log_hyperparams({f"class_weights/{names[i]}": w for i, w in enumerate(self.class_weight_values.tolist())})
 
+    def on_fit_start(self) -> None:
+        """Ultralytics' AMP self-test, once the network is on its device (see ``fall_back_from_broken_amp``)."""
+        fall_back_from_broken_amp(self.trainer, self.model)
+
     def on_validation_start(self) -> None:
-        """Point the validator at the module's device and run folder; outside ``fit``, build the (class-weighted)
-        criterion on that device."""
+        """Point the validator at the module's device, precision and run folder; in ``fit``, free cached GPU memory
+        first as BaseTrainer does; outside ``fit``, build the (class-weighted) criterion on that device."""
+        fitting = self.trainer.state.fn == TrainerFn.FITTING
+        if fitting:
+            clear_accelerator_memory(self.device)
         self._validator.device = self.device  # Ultralytics' _prepare_batch builds its scale tensors on it
+        # BaseValidator in training: half-precision images for an AMP run on a GPU (its preprocess halves them)
+        self._validator.args.quantize = 16 if fitting and evaluation_half(self.trainer.precision, self.device) else None
         self._validator.save_dir = self.run_folder()  # its val_batch*_labels/pred.jpg go there
         if getattr(self.model, "criterion", None) is None:
-            self.model.criterion = weighted_criterion(self.model, self.class_weight_values)
+            attach_criterion(self.model, weighted_criterion(self.model, self.class_weight_values))
 
     def run_folder(self) -> Path:
         """Where this run's files go: the fit's run folder (see UltralyticsCheckpoint), or outside ``fit`` the Trainer's
@@ -523,11 +560,23 @@ class YOLOModule(L.LightningModule):
         """Step only when ``accumulate`` batches have been back-propagated since the last step (nominal batch)."""
         ni = batch_idx + self.trainer.num_training_batches * epoch
         if ni - self._last_opt_step >= self._accumulate:
-            optimizer.step(closure=optimizer_closure)  # backward, unscale, configure_gradient_clipping, step
+            optimizer.step(closure=self._closure_then_unscale(optimizer, optimizer_closure))  # then clipping, step
             self._last_opt_step = ni
             self._zero_grad_due = True
         else:
             optimizer_closure()  # forward + backward only: gradients keep accumulating
+
+    def _closure_then_unscale(self, optimizer: Any, closure: Any) -> Any:
+        """The forward/backward closure, then AMP's unscale where Lightning leaves it to a fused optimizer's step, so
+        clipping and every ``on_before_optimizer_step`` hook see true gradients (see ``unscale_before_clipping``)."""
+
+        def closure_then_unscale() -> Any:
+            result = closure()
+            if result is not None:  # None: the step skipped backward, nothing to unscale (as Lightning's own rule)
+                unscale_before_clipping(self.trainer.precision_plugin, optimizer)
+            return result
+
+        return closure_then_unscale
 
     def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
         """Zero gradients only after a real optimizer step, so accumulated batches add up."""
@@ -552,8 +601,8 @@ class YOLOModule(L.LightningModule):
             # In model.parameters() order, as DetectionTrainer: summed in the optimizer's group order, the norm differs
             # in its last bits, and that difference grows into another training trajectory within an epoch or two.
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=max_norm)
-        else:
-            self.clip_gradients(optimizer, gradient_clip_val=max_norm, gradient_clip_algorithm=gradient_clip_algorithm)
+        else:  # directly, as the norm: Lightning's clip_gradients refuses fused optimizers, unscaled here already
+            torch.nn.utils.clip_grad_value_(self.model.parameters(), clip_value=max_norm)
 
     # ------------------------------------------------------------------------------------------- steps & logging
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
@@ -571,6 +620,7 @@ class YOLOModule(L.LightningModule):
         """Advance YOLO26's one-to-many/one-to-one loss weights; log the epoch's mean losses and each group's lr."""
         if hasattr(getattr(self.model, "criterion", None), "update"):  # no criterion yet if no batch ran
             self.model.criterion.update()
+        clear_accelerator_memory(self.device)  # as BaseTrainer at each epoch's end
         losses = self._train_losses.compute(self.device)  # the epoch's mean loss items over every rank's batches
         lrs = {f"lr/pg{i}": lr for i, lr in enumerate(self._epoch_lrs)}  # what the epoch trained with
         self._log_epoch_values({**losses, **lrs})

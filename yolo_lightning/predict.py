@@ -15,6 +15,7 @@ from ultralytics.engine.predictor import BasePredictor
 from ultralytics.engine.results import Results
 from ultralytics.nn.autobackend import AutoBackend
 
+from yolo_lightning.class_weights import attach_criterion
 from yolo_lightning.tasks import Task
 
 PREDICT_BATCH = 1  # YOLO.predict's batch: one image per forward pass, letterboxed to its own (minimal) padding
@@ -72,8 +73,9 @@ def predict_batch(predictor: BasePredictor, batch: tuple[list[str], list[Any], l
 
 def _plain_copy(network: nn.Module) -> nn.Module:
     """A deep copy of the network without its loss criterion (AutoBackend fuses the copy, never the training one)."""
-    criterion, network.criterion = getattr(network, "criterion", None), None
+    criterion = getattr(network, "criterion", None)
+    attach_criterion(network, None)
     try:
         return copy.deepcopy(network)
     finally:
-        network.criterion = criterion
+        attach_criterion(network, criterion)

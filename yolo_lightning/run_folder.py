@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_info
+
 WEIGHTS = "weights"  # Ultralytics' layout: <run folder>/weights/{best,last}.pt
 
 
@@ -56,15 +58,41 @@ def run_folder_of(checkpoint: str | Path) -> Path | None:
     return path.parent.parent if path.parent.name == WEIGHTS else None
 
 
-_LAUNCHED_RUN = "YOLO_LIGHTNING_RUN_FOLDER"  # "<launching pid>:<run folder>" for the DDP processes it starts
+def move_run_folder(trainer: Any, root: Path) -> None:
+    """Make ``root`` the Trainer's run folder, and the save folder of loggers that were derived from the old one.
+
+    Lightning creates each logger's (empty) version folder before any hook runs; a logger that has written nothing
+    yet has that folder removed and is re-pointed, so its files land in the run folder too.
+    """
+    old = os.path.abspath(trainer.default_root_dir)
+    if os.path.abspath(root) == old:
+        return
+    trainer._default_root_dir = str(root)  # Lightning has no setter; the run folder is claimed once the run starts
+    for logger in trainer.loggers:
+        attributes = [a for a in ("_save_dir", "_root_dir") if os.path.abspath(getattr(logger, a, None) or "\0") == old]
+        if not attributes or not _forget_empty_experiment(logger, Path(old)):
+            continue  # not derived from the run folder, or already writing: it stays where it is
+        for attribute in attributes:  # CSVLogger / TensorBoardLogger built by the Trainer
+            setattr(logger, attribute, str(root))
+        # Created again now, as Lightning did in the old folder: a file written into its folder before (LightningCLI's
+        # config.yaml) would otherwise make it warn that the folder is not empty
+        _ = logger.experiment
+    rank_zero_info(f"Run folder: {root}")
 
 
-def announce_to_child_processes(folder: Path) -> None:
-    """Let the processes Lightning's DDP launcher starts from this one (they re-run the command) use ``folder``."""
-    os.environ[_LAUNCHED_RUN] = f"{os.getpid()}:{folder}"
-
-
-def folder_from_launching_process() -> Path | None:
-    """The run folder this process's parent claimed, if this is one of the DDP processes it started."""
-    pid, _, folder = os.environ.get(_LAUNCHED_RUN, "").partition(":")
-    return Path(folder) if pid == str(os.getppid()) and folder else None
+def _forget_empty_experiment(logger: Any, old_root: Path) -> bool:
+    """Drop a logger's experiment (and its folders, up to ``old_root``) if it has written nothing yet."""
+    if getattr(logger, "_experiment", None) is None:
+        return True
+    folder = Path(os.path.abspath(logger.log_dir))  # as absolute as old_root, where the removal stops
+    if not folder.is_dir() or any(folder.iterdir()):
+        return False
+    while folder != old_root and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
+        folder = folder.parent
+    logger._experiment = None
+    # A version Lightning numbered (the next free one in the old folder) is numbered again in the new folder; a given
+    # one (a SLURM job id) stays
+    if hasattr(logger, "_get_next_version") and logger._version == logger._get_next_version():
+        logger._version = None
+    return True

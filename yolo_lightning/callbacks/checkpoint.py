@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ import lightning as L
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from yolo_lightning.callbacks.ema import UltralyticsEMA
@@ -27,7 +26,8 @@ from yolo_lightning.export import (
 )
 from yolo_lightning.files import commit, stage_copy
 from yolo_lightning.finite import finite_flag
-from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, run_folder_of, run_root
+from yolo_lightning.preemption import stop_all_ranks_on_sigterm
+from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, move_run_folder, run_folder_of, run_root
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM  # 143: the shell's status for a process stopped by SIGTERM
 
@@ -97,7 +97,8 @@ class UltralyticsCheckpoint(ModelCheckpoint):
       run's checkpoints is an error unless ``exist_ok`` or resuming;
     - SIGTERM (preemption) saves ``last.ckpt``/``last.pt`` at the interrupted step and makes the process exit with
       status 143 (128 + SIGTERM) instead of 0, so a scheduler sees an unfinished run; ``fit(ckpt_path=...last.ckpt)``
-      continues it.
+      continues it. Under DDP a SIGTERM that reaches any one rank stops every rank after the same batch, and every
+      rank exits with 143.
 
     Everything is written by rank 0 only.
 
@@ -168,8 +169,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         elif trainer.is_global_zero:
             root = claim_run_folder(run_root(trainer, pl_module.task.name) if not self.exist_ok else root, self.exist_ok)
         root = Path(trainer.strategy.broadcast(str(root)))
-        if root != Path(trainer.default_root_dir):
-            _move_run_folder(trainer, root)
+        move_run_folder(trainer, root)
         self.dirpath = str(root / WEIGHTS)
 
     def _check_explicit_dirpath(self, trainer: L.Trainer, resuming: bool) -> None:
@@ -331,6 +331,11 @@ class UltralyticsCheckpoint(ModelCheckpoint):
             Path(filepath).with_suffix(".pt").unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------ preemption
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """ModelCheckpoint's, and under DDP a SIGTERM to any rank stops all ranks together (see ``on_exception``)."""
+        super().on_train_start(trainer, pl_module)
+        stop_all_ranks_on_sigterm(trainer)
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         """SIGTERM while fitting: save ``last`` at this step (if its weights are finite) and exit with status 143."""
         if not isinstance(exception, SIGTERMException) or trainer.state.fn != "fit" or trainer.sanity_checking:
@@ -355,34 +360,3 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         """Restore ModelCheckpoint's state and the results history."""
         self.history = state_dict.get("history", {})
         super().load_state_dict(state_dict)
-
-
-def _move_run_folder(trainer: L.Trainer, root: Path) -> None:
-    """Make ``root`` the Trainer's run folder, and the save folder of loggers that were derived from the old one.
-
-    Lightning creates each logger's (empty) version folder before any hook runs; a logger that has written nothing
-    yet has that folder removed and is re-pointed, so its files land in the run folder too.
-    """
-    old = os.path.abspath(trainer.default_root_dir)
-    trainer._default_root_dir = str(root)  # Lightning has no setter; the run folder is claimed once fitting starts
-    for logger in trainer.loggers:
-        attributes = [a for a in ("_save_dir", "_root_dir") if os.path.abspath(getattr(logger, a, None) or "\0") == old]
-        if not attributes or not _forget_empty_experiment(logger, Path(old)):
-            continue  # not derived from the run folder, or already writing: it stays where it is
-        for attribute in attributes:  # CSVLogger / TensorBoardLogger built by the Trainer
-            setattr(logger, attribute, str(root))
-    rank_zero_info(f"Run folder: {root}")
-
-
-def _forget_empty_experiment(logger: Any, old_root: Path) -> bool:
-    """Drop a logger's experiment (and its folders, up to ``old_root``) if it has written nothing yet."""
-    if getattr(logger, "_experiment", None) is None:
-        return True
-    folder = Path(logger.log_dir)
-    if not folder.is_dir() or any(folder.iterdir()):
-        return False
-    while folder != old_root and folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
-        folder = folder.parent
-    logger._experiment = None
-    return True

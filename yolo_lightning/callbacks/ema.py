@@ -35,6 +35,7 @@ class UltralyticsEMA(WeightAveraging):
         self.tau = tau
         self._stepped = False
         self._pairs: tuple[list[torch.Tensor], list[torch.Tensor]] | None = None  # (average, live) float tensors
+        self._restored: dict[str, Any] | None = None  # a resumed checkpoint's weight sets, until on_fit_start
 
     @property
     def updates(self) -> int:
@@ -105,10 +106,18 @@ class UltralyticsEMA(WeightAveraging):
         """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        """Fitting: create the average, then let ``WeightAveraging`` restore both weight sets. Otherwise the checkpoint's
-        ``state_dict`` (the average) is what validate/test/predict use: nothing to restore, nothing to warn about."""
-        if trainer.state.fn == "fit":
-            self._create_average(pl_module)
+        """Fitting: keep both weight sets for ``on_fit_start``. Otherwise the checkpoint's ``state_dict`` (the average)
+        is what validate/test/predict use: nothing to restore, nothing to warn about.
+
+        Lightning restores callbacks before the strategy moves the module to its device (and casts it, for some
+        strategies): an average copied now would stay on the CPU, and its first update would mix devices. A strategy
+        that restores after setup (``restore_checkpoint_after_setup``) finds the average already made: restored at once.
+        """
+        if trainer.state.fn != "fit":
+            return
+        if self._average_model is None:
+            self._restored = {k: checkpoint[k] for k in _RESTORED_KEYS if k in checkpoint}
+        else:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
@@ -117,9 +126,11 @@ class UltralyticsEMA(WeightAveraging):
             super().on_save_checkpoint(trainer, pl_module, checkpoint)
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Create the average from the initial weights, unless a resumed checkpoint already restored it."""
-        if self._average_model is None:
-            self._create_average(pl_module)
+        """Create the average from the module, now on its device; a resumed run then restores both weight sets."""
+        self._create_average(pl_module)
+        if self._restored is not None:
+            restored, self._restored = self._restored, None
+            super().on_load_checkpoint(trainer, pl_module, restored)
 
     def _create_average(self, pl_module: L.LightningModule) -> None:
         """Copy the module into an ``AveragedModel`` whose first 'update' is the copy itself (``n_averaged`` = 1)."""
@@ -127,6 +138,9 @@ class UltralyticsEMA(WeightAveraging):
             return
         self._average_model = AveragedModel(pl_module, device=self._device, use_buffers=True, multi_avg_fn=self._blend)
         self._average_model.update_parameters(pl_module)
+
+
+_RESTORED_KEYS = ("state_dict", "current_model_state", "averaging_state")  # what WeightAveraging restores from
 
 
 def _tensors(module: torch.nn.Module, detach: bool = True) -> list[torch.Tensor]:

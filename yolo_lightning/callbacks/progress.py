@@ -9,6 +9,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 
+from yolo_lightning.hardware import gpu_memory_text
+
 
 class UltralyticsProgressBar(TQDMProgressBar):
     """Lightning's ``TQDMProgressBar`` with Ultralytics' training columns: the running mean of each loss item over the
@@ -57,7 +59,7 @@ class UltralyticsProgressBar(TQDMProgressBar):
         items.pop("v_num", None)
         if trainer.training and hasattr(pl_module, "running_losses"):
             if torch.cuda.is_available() and pl_module.device.type == "cuda":
-                items["GPU_mem"] = f"{torch.cuda.memory_reserved(pl_module.device) / 1e9:.3g}G"
+                items["GPU_mem"] = gpu_memory_text(pl_module.device)
             items.update({name: f"{value:.4g}" for name, value in pl_module.running_losses().items()})
             items.update(self._columns)
         return items

@@ -12,10 +12,12 @@ from typing import Any
 
 import lightning as L
 import yaml
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 from ultralytics.utils.plotting import plot_results
 
 from yolo_lightning.files import write_text_atomically
+from yolo_lightning.final_validation import validate_weights, validate_weights_in_new_process
+from yolo_lightning.hardware import evaluation_half
 from yolo_lightning.reports import log_images
 
 PLOTTED_TRAIN_BATCHES = (0, 1, 2)  # BaseTrainer.plot_idx: train_batch0.jpg .. train_batch2.jpg
@@ -32,8 +34,8 @@ class RunReport(L.Callback):
       mean training losses, the metrics of Ultralytics' metrics class, the validation losses, and ``lr/pg*``: the
       learning rate the epoch trained with), rewritten atomically each epoch (kept up to the resumed epoch on resume);
     - ``results.png`` (Ultralytics' ``plot_results``) at the end;
-    - then, like Ultralytics' ``final_eval``, a validation of ``best.pt`` by the task's Ultralytics validator (its
-      table and speed line; single-process runs), and the total time.
+    - then, like Ultralytics' ``final_eval``, a validation of ``best.pt`` equal to ``YOLO("best.pt").val()`` on the
+      run's data (its table and speed line; its metrics in ``final_metrics``), and the total time.
 
     Images also go to loggers that take them. ``YOLOModule`` adds this callback itself.
 
@@ -56,13 +58,13 @@ class RunReport(L.Callback):
         if not trainer.is_global_zero:
             return
         write_text_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
-        if pl_module.hparams.plots and trainer.current_epoch == 0:
+        if pl_module.hparams.plots and trainer.current_epoch == 0 and _has_yolo_data(trainer):
             pl_module.task.trainer_class.plot_training_labels(self._trainer_view(trainer))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         """The first training batches, as Ultralytics draws them (after pre-processing)."""
         ni = batch_idx + trainer.num_training_batches * trainer.current_epoch
-        if trainer.is_global_zero and pl_module.hparams.plots and ni in PLOTTED_TRAIN_BATCHES:
+        if trainer.is_global_zero and pl_module.hparams.plots and ni in PLOTTED_TRAIN_BATCHES and _has_yolo_data(trainer):
             pl_module.task.trainer_class.plot_training_samples(self._trainer_view(trainer), dict(batch), ni)
 
     def _trainer_view(self, trainer: L.Trainer) -> SimpleNamespace:
@@ -104,26 +106,36 @@ class RunReport(L.Callback):
 
     # ------------------------------------------------------------------------------------------ final eval
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        """Validate best.pt with the task's Ultralytics validator (as ``final_eval``); print the total time and where
-        best.pt is."""
+        """Validate best.pt exactly as ``YOLO("best.pt").val()`` does (Ultralytics' ``final_eval``); print the total
+        time and where best.pt is."""
         seconds = time.time() - self._start
         rank_zero_info(f"\n{len(self.rows)} epochs completed in {seconds / 3600:.3f} hours ({seconds:.1f} s).")
         best = Path(trainer.default_root_dir) / "weights" / "best.pt"
-        if self.final_validation and best.is_file() and trainer.world_size == 1:
+        if self.final_validation and best.is_file():
             self._validate_best(trainer, pl_module, best)
         if best.is_file():
             rank_zero_info(f"Best weights: {best} (loads in ultralytics.YOLO and YOLOModule(model=...))")
 
-    @rank_zero_only
     def _validate_best(self, trainer: L.Trainer, pl_module: L.LightningModule, best: Path) -> None:
-        args = dict(pl_module.ultralytics_train_args())
-        batch = trainer.datamodule._per_rank_batch("val")
-        device = "cpu" if pl_module.device.type == "cpu" else str(pl_module.device.index or 0)
-        rank_zero_info(f"\nValidating {best}...")
-        validator = pl_module.task.validator_class(
-            save_dir=self._root(trainer), args={**args, "mode": "val", "batch": batch, "device": device}
-        )
-        self.final_metrics = {k: float(v) for k, v in validator(model=str(best)).items()}
+        """``YOLO(best.pt).val()`` on the run's data, image size and validation batch (the rect loader Ultralytics'
+        ``final_eval`` reuses), in half precision for AMP on a GPU; under DDP by rank 0 in a process of its own while
+        the other ranks wait (inside the process group Ultralytics' validator would gather over ranks by itself)."""
+        if not _has_yolo_data(trainer):  # the module warned at setup: nothing tells which data to validate on
+            return
+        datamodule, device = trainer.datamodule, trainer.strategy.root_device  # after fit the module is on the CPU
+        settings = {
+            "weights": str(best), "data": datamodule.data_path, "imgsz": datamodule.imgsz,
+            "batch": datamodule.validation_batch(), "device": "cpu" if device.type == "cpu" else str(device.index or 0),
+            "half": evaluation_half(trainer.precision, device), "plots": bool(pl_module.hparams.plots),
+            "save_dir": str(self._root(trainer)),
+        }  # fmt: skip
+        if trainer.is_global_zero:
+            rank_zero_info(f"\nValidating {best}...")
+            if trainer.world_size == 1:
+                self.final_metrics = validate_weights(settings)
+            else:
+                self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
+        trainer.strategy.barrier("final_validation")
 
     # --------------------------------------------------------------------------------------------- helpers
     @staticmethod
@@ -132,6 +144,11 @@ class RunReport(L.Callback):
 
     def _csv(self, trainer: L.Trainer) -> Path:
         return self._root(trainer) / "results.csv"
+
+
+def _has_yolo_data(trainer: L.Trainer) -> bool:
+    """True when the Trainer has a YOLODataModule with its data.yaml (not the user's own DataLoaders)."""
+    return getattr(getattr(trainer, "datamodule", None), "data_config", None) is not None
 
 
 def _plain(args: dict[str, Any]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # several processes train one epoch per launch (about 15-30 s each on 2 cores)
 LIMIT = 300  # seconds per launch: a hung rank fails the test instead of blocking the run
 FIT = ["--model.model", "yolov8n.yaml", "--data.imgsz", "64", "--data.batch", "8", "--data.workers", "0",
        "--trainer.max_epochs", "1", "--trainer.accelerator", "cpu", "--trainer.strategy", "ddp",
@@ -116,8 +117,8 @@ def test_slurm_tasks_share_one_run_folder(tiny_data_yaml, tmp_path):
 
 @pytest.mark.parametrize("disks", ["shared", "node-local"])
 def test_two_nodes_claim_one_run_folder_on_node_0(disks, tiny_data_yaml, tmp_path):
-    # Each node's folder holds an earlier run: this run must go to node 0's next free folder, train2, as its path
-    # relative to the current folder (a node-local disk has its own runs/)
+    # Node 0's folder holds an earlier run: this run goes to its next free folder, train2, which node 1 gets as a path
+    # relative to its own current folder (on a node-local disk with no runs/ there, it writes nothing into it)
     cwds = [tmp_path / "node0", tmp_path / "node0" if disks == "shared" else tmp_path / "node1"]
     earlier = _earlier_run(cwds[0])
     port = _free_port()
@@ -125,6 +126,7 @@ def test_two_nodes_claim_one_run_folder_on_node_0(disks, tiny_data_yaml, tmp_pat
     for node, cwd in enumerate(cwds):
         command = _torchrun("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node), "--master_addr",
                             "127.0.0.1", "--master_port", str(port))  # fmt: skip
+        # Lightning (TorchElasticEnvironment) wants devices x num_nodes equal to torchrun's WORLD_SIZE
         command += ["fit", "--data.data", str(tiny_data_yaml), *FIT, "--trainer.devices", "1",
                     "--trainer.num_nodes", "2"]  # fmt: skip
         commands.append((command, cwd, _env()))

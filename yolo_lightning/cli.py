@@ -15,7 +15,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from yolo_lightning.callbacks import UltralyticsCheckpoint, UltralyticsPredictionWriter
+from yolo_lightning.callbacks import RunReport, UltralyticsCheckpoint, UltralyticsPredictionWriter
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError, TrainingError
 from yolo_lightning.export import check_known_hyperparameters, export_ultralytics
@@ -213,8 +213,15 @@ class YOLOLightningCLI(LightningCLI):
         self._print_results("validate")
 
     def _print_results(self, stage: str) -> None:
-        metrics = self.trainer.callback_metrics
+        """The closing summary: after ``fit``, best.pt's final validation (``YOLO(best.pt).val()``'s numbers, the last
+        table printed), the last epoch's only without it and labelled so; after ``validate``, its metrics."""
+        metrics, title = self.trainer.callback_metrics, ""
+        if stage == "fit":
+            report = next((c for c in self.trainer.callbacks if isinstance(c, RunReport)), None)
+            final = report.final_metrics if report is not None else {}
+            metrics, title = (final, "best.pt final validation") if final else (metrics, "last epoch's validation")
         lines = [f"  {key:<24} {float(value):.4f}" for key, value in metrics.items() if _is_summary_key(key)]
+        lines = [f"  {title}:"] + lines if title and lines else lines
         checkpoint = self.trainer.checkpoint_callback
         if stage == "fit" and isinstance(checkpoint, UltralyticsCheckpoint) and checkpoint.best_model_score is not None:
             best = Path(checkpoint.best_model_path).with_suffix(".pt")

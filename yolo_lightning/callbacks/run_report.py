@@ -47,6 +47,7 @@ class RunReport(L.Callback):
         self.final_validation = final_validation
         self.rows: list[dict[str, float]] = []
         self.final_metrics: dict[str, float] = {}
+        self._rows_trimmed = True
         self._start = 0.0
         self._plots: list[Path] = []
 
@@ -54,7 +55,8 @@ class RunReport(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Once the run folder is settled (UltralyticsCheckpoint picks it in on_fit_start): args.yaml, labels.jpg."""
         self._start = time.time()
-        self.rows = [row for row in _read_rows(self._csv(trainer)) if row["epoch"] <= trainer.current_epoch]
+        self.rows = _read_rows(self._csv(trainer))  # a resumed run's; kept up to its next epoch at that epoch's start
+        self._rows_trimmed = False
         if not trainer.is_global_zero:
             return
         write_text_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
@@ -81,6 +83,9 @@ class RunReport(L.Callback):
     # ----------------------------------------------------------------------------------------- results.csv
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """The previous epoch's row (its training losses and lr are logged after this callback's epoch-end hook)."""
+        if not self._rows_trimmed:  # a resumed run's rows of finished epochs (at on_train_start Lightning may still
+            # report the checkpoint's epoch, finished or not; here it is the epoch about to train)
+            self.rows, self._rows_trimmed = [r for r in self.rows if r["epoch"] <= trainer.current_epoch], True
         if trainer.current_epoch > 0 and len(self.rows) < trainer.current_epoch:
             self._add_row(trainer, pl_module, trainer.current_epoch)
 

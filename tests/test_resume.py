@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import subprocess
@@ -71,6 +72,18 @@ def test_sigkill_then_resume_continues_the_same_run(tiny_data_yaml, tmp_path):
     for epoch in ("2", "3"):  # EMA, optimizer, LR schedule, shuffle order and E2E loss state all carried over
         assert resumed["losses"][epoch] == pytest.approx(uninterrupted["losses"][epoch], rel=1e-4)
     assert torch.load(weights / "last.pt", weights_only=False)["epoch"] == 3
+    full, run = (_csv_rows(tmp_path / name / "results.csv") for name in ("full", "run"))
+    assert [row["epoch"] for row in run] == ["1", "2", "3", "4"]
+    assert all(value != "" for row in run for value in row.values())  # the resumed checkpoint's epoch row kept whole
+    for theirs, ours in zip(full, run):  # every epoch's losses and metrics, as if never stopped
+        assert {k: float(v) for k, v in ours.items() if k != "time"} == pytest.approx(
+            {k: float(v) for k, v in theirs.items() if k != "time"}, rel=1e-4, abs=1e-8
+        )
+
+
+def _csv_rows(path) -> list[dict[str, str]]:
+    with open(path) as file:
+        return list(csv.DictReader(file))
 
 
 class _Unpicklable:

@@ -15,6 +15,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from yolo_lightning.assets import weights_file
 from yolo_lightning.callbacks import RunReport, UltralyticsCheckpoint, UltralyticsPredictionWriter
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError, TrainingError
@@ -143,9 +144,7 @@ class YOLOLightningCLI(LightningCLI):
                 f"--ckpt_path {weights}: an Ultralytics .pt holds weights, not a run to resume; start a new run from "
                 f"them with --model.model {weights}, or resume with a .ckpt (weights/last.ckpt)."
             )
-        if not Path(weights).is_file():
-            raise ConfigurationError(f"--ckpt_path {weights}: no such file.")
-        config.model.model, config.ckpt_path = weights, None
+        config.model.model, config.ckpt_path = weights_file(weights), None  # official weights by name download
 
     @staticmethod
     def _check_against_checkpoint(ckpt_path: Path, given: Namespace) -> None:

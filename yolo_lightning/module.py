@@ -98,8 +98,9 @@ class YOLOModule(L.LightningModule):
 
     Args:
         model: A model YAML shipped with Ultralytics (``yolo26n.yaml``, ``yolo26n-seg.yaml``, ``yolo11n-pose.yaml``,
-            ``yolov8n-obb.yaml``, ``yolo26n-cls.yaml``, ``rtdetr-l.yaml``...), a YAML path, or a local ``.pt``
-            checkpoint whose weights are transferred (also when ``nc`` differs).
+            ``yolov8n-obb.yaml``, ``yolo26n-cls.yaml``, ``rtdetr-l.yaml``...), a YAML path, or a ``.pt`` checkpoint
+            whose weights are transferred (also when ``nc`` differs): a local file, or official weights by name
+            (``yolo11n.pt``, ``yolo26n-seg.pt``, ``rtdetr-l.pt``...), downloaded as Ultralytics does.
         task: Ultralytics' ``task``; inferred from the model when omitted, and an error when the model does not fit.
         box, cls, dfl, pose, kobj, rle: loss gains, as Ultralytics names them (pose, kobj, rle: pose models).
         dropout: classification head dropout (classify models).

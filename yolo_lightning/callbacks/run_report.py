@@ -116,9 +116,9 @@ class RunReport(L.Callback):
         seconds = time.time() - self._start
         rank_zero_info(f"\n{len(self.rows)} epochs completed in {seconds / 3600:.3f} hours ({seconds:.1f} s).")
         best = Path(trainer.default_root_dir) / "weights" / "best.pt"
-        if self.final_validation and best.is_file():
+        if trainer.strategy.broadcast(self.final_validation and best.is_file()):  # rank 0's disk decides for all
             self._validate_best(trainer, pl_module, best)
-        if best.is_file():
+        if trainer.is_global_zero and best.is_file():
             rank_zero_info(f"Best weights: {best} (loads in ultralytics.YOLO and YOLOModule(model=...))")
 
     def _validate_best(self, trainer: L.Trainer, pl_module: L.LightningModule, best: Path) -> None:

@@ -3,6 +3,7 @@
 Run as a script, never imported by pytest: Lightning's ``ddp`` re-executes ``sys.argv`` for rank 1.
 
     python tests/preemption_probe.py OUT_DIR --data DATA_YAML --sigterm-rank 0|1 [--linger S] [--resume LAST_CKPT]
+                                     [--during train|validation]
 
 The run folder is ``OUT_DIR/run``. Rank 0 (the launching process) waits for the ranks it started and writes their exit
 statuses to ``OUT_DIR/children.json`` (its own is the script's); with ``--linger`` it stays S more seconds, as a slow
@@ -31,14 +32,22 @@ SIGTERM_AFTER_S = 0.5  # ...and the signal comes this far into it
 
 
 class SigtermOneRank(L.Callback):
-    """Slow down batch ``SIGTERM_AT`` on every rank, and send SIGTERM to rank ``rank`` only, in the middle of it."""
+    """Slow down batch ``SIGTERM_AT`` on every rank, and send SIGTERM to rank ``rank`` only, in the middle of it; with
+    ``during="validation"``, epoch 0's first validation batch instead."""
 
-    def __init__(self, rank: int) -> None:
+    def __init__(self, rank: int, during: str) -> None:
         self.rank = rank
+        self.during = during
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
-        if (trainer.current_epoch, batch_idx) != SIGTERM_AT or trainer.ckpt_path is not None:
-            return
+        if self.during == "train" and (trainer.current_epoch, batch_idx) == SIGTERM_AT and trainer.ckpt_path is None:
+            self._preempt(trainer)
+
+    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if self.during == "validation" and trainer.current_epoch == 0 and trainer.ckpt_path is None:
+            self._preempt(trainer)
+
+    def _preempt(self, trainer: L.Trainer) -> None:
         if trainer.global_rank == self.rank:
             threading.Timer(SIGTERM_AFTER_S, os.kill, (os.getpid(), signal.SIGTERM)).start()
         time.sleep(SLOW_BATCH_S)
@@ -51,11 +60,12 @@ def main() -> None:
     parser.add_argument("--sigterm-rank", type=int, default=1)
     parser.add_argument("--linger", type=float, default=0.0)
     parser.add_argument("--resume", default=None)
+    parser.add_argument("--during", default="train", choices=["train", "validation"])
     args = parser.parse_args()
     trainer = L.Trainer(
         accelerator="cpu", devices=2, strategy="ddp", max_epochs=EPOCHS, logger=False, enable_progress_bar=False,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=str(args.out / "run"),
-        callbacks=[SigtermOneRank(args.sigterm_rank)],
+        callbacks=[SigtermOneRank(args.sigterm_rank, args.during)],
     )  # fmt: skip
     module = YOLOModule(model="yolov8n.yaml", nbs=8, plots=False)  # nbs = the global batch: a step every batch
     try:

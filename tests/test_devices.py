@@ -19,7 +19,7 @@ from ultralytics.models.yolo.detect import DetectionValidator
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning import cli as cli_module
 from yolo_lightning.callbacks import UltralyticsEMA
-from yolo_lightning.datamodule import ContiguousValSampler
+from yolo_lightning.sampling import ContiguousValSampler
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import portable_model
 from yolo_lightning import hardware

@@ -139,6 +139,53 @@ def test_ema_restored_from_a_checkpoint_follows_the_module_to_its_device(tmp_pat
     assert int(restored["n_averaged"]) == 5  # the checkpoint's count, carried on
 
 
+def test_a_second_fit_averages_its_own_module(tmp_path):
+    """A second ``fit`` reuses the EMA callback (``configure_callbacks`` keeps a callback of the same kind): it must
+    average the module of that fit, not carry on with the previous fit's copy and cached tensors."""
+    ema = UltralyticsEMA(tau=2)
+    for run in range(2):
+        module = _Tiny()
+        trainer = L.Trainer(max_epochs=1, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                            enable_checkpointing=False, default_root_dir=str(tmp_path), callbacks=[ema])  # fmt: skip
+        trainer.fit(module)
+        assert ema.updates == 4  # this fit's 4 steps only
+        live = dict(module.named_parameters())
+        averaged = dict(ema.averaged_module().named_parameters())
+        assert all(torch.equal(live[n], averaged[n]) for n in live)  # on_train_end copies this fit's average in
+
+
+def test_resuming_an_optimizer_state_of_another_kernel_under_amp(tiny_data_yaml, tmp_path, monkeypatch):
+    """A checkpoint written where AdamW was not fused (a CPU run), resumed where Ultralytics builds it fused (CUDA)
+    under AMP: the optimizer keeps the kernel it was built with, as Ultralytics' resume does (torch would otherwise
+    hand the foreach step a fused step's arguments)."""
+    module = YOLOModule(model="yolov8n.yaml", optimizer="AdamW", lr0=0.002, nbs=8, warmup_epochs=0, plots=False)
+    first = _trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=0)
+    first.fit(module, _data(tiny_data_yaml))
+    checkpoint = str(tmp_path / "unfused.ckpt")
+    first.save_checkpoint(checkpoint)
+    fused_adam(monkeypatch)
+    resumed = _trainer(tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=0, plugins=[cpu_amp(monkeypatch)])
+    resumed.fit(YOLOModule(model="yolov8n.yaml", optimizer="AdamW", lr0=0.002, nbs=8, warmup_epochs=0, plots=False),
+                _data(tiny_data_yaml), ckpt_path=checkpoint)  # fmt: skip
+    assert all(group["fused"] for group in resumed.optimizers[0].param_groups)
+    assert resumed.global_step == 4
+
+
+def test_final_validation_leaves_the_process_group_to_a_launched_rank(tiny_data_yaml, tmp_path, monkeypatch):
+    """One process started by a launcher (``RANK`` set, e.g. ``torchrun --nproc_per_node 1``): Ultralytics' validator
+    would gather over a process group that does not exist, so best.pt is validated in a process of its own."""
+    from yolo_lightning.callbacks import run_report
+
+    apart: list[str] = []
+    monkeypatch.setattr(run_report, "validate_weights_in_new_process",
+                        lambda settings, scratch: apart.append(settings["weights"]) or {"fitness": 0.0})  # fmt: skip
+    monkeypatch.setenv("RANK", "0")
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path))  # fmt: skip
+    trainer.fit(YOLOModule(model="yolov8n.yaml", plots=False), _data(tiny_data_yaml))
+    assert apart == [str(tmp_path / "weights" / "best.pt")]
+
+
 # --------------------------------------------------------------------------------------------- determinism
 def test_deterministic_true_warns_like_ultralytics_instead_of_raising(tiny_data_yaml, tmp_path):
     """Lightning's ``deterministic=True`` is strict (on CUDA it raises for NLLLoss, AdaptiveAvgPool2d's and grid_sample's
@@ -187,7 +234,7 @@ def test_each_rank_seeds_its_main_process_as_ultralytics():
     """``init_seeds(seed + 1 + RANK)``: rank 0 and rank 1 draw different numbers, each the same on every run."""
     import random
 
-    from yolo_lightning.datamodule import seed_main_process
+    from yolo_lightning.sampling import seed_main_process
 
     draws = []
     for rank in (0, 1, 0):
@@ -299,6 +346,9 @@ def test_cores_follow_the_allocation_not_the_machine(monkeypatch):
     monkeypatch.setenv("SLURM_NTASKS", "4")
     monkeypatch.setenv("SLURM_PROCID", "1")
     assert hardware.cores_per_process(4) == 8  # srun: one task per process, 8 cores each
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert hardware.cores_per_process(4) == 2  # srun ... torchrun: the task's 8 cores shared by torchrun's 4 processes
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
     monkeypatch.setenv("SLURM_NTASKS", "1")
     assert hardware.cores_per_process(4) == 2  # one task, Lightning's launcher starts 4 processes in it
 

@@ -60,3 +60,14 @@ def test_sigterm_reaching_one_rank_stops_all_at_that_step(rank, tiny_data_yaml, 
     assert (status, children) == (0, {"1": 0}), stderr[-3000:]
     assert _global_step(last) == 2 * STEPS_PER_EPOCH  # trained to the end (the probe: 2 epochs), in the same run folder
     assert not (tmp_path / "run2").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_validation_stops_all_ranks_at_its_end(tiny_data_yaml, tmp_path):
+    """A SIGTERM to one rank during an in-training validation takes effect at that validation's end (not at the next
+    training batch, which a long validation would push past a scheduler's grace period)."""
+    status, children, stderr = _probe(tmp_path, tiny_data_yaml, "--sigterm-rank", "1", "--during", "validation")
+    assert (status, children) == (PREEMPTED, {"1": PREEMPTED}), stderr[-3000:]
+    assert "SIGTERM at epoch 0" in stderr
+    last = tmp_path / "run" / "weights" / "last.ckpt"
+    assert _global_step(last) == STEPS_PER_EPOCH  # saved at the end of epoch 0's validation

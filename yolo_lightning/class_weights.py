@@ -67,12 +67,8 @@ class WeightedBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
 
     def forward(self, input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Element-wise ``-(w * y * log(sigmoid(x)) + (1 - y) * log(1 - sigmoid(x)))``."""
-        return F.binary_cross_entropy_with_logits(
-            input,
-            target,
-            pos_weight=self.pos_weight.to(input.device),
-            reduction=self.reduction,
-        )
+        self.pos_weight = _on_device(self.pos_weight, input.device)
+        return F.binary_cross_entropy_with_logits(input, target, pos_weight=self.pos_weight, reduction=self.reduction)
 
 
 class WeightedClassificationLoss(v8ClassificationLoss):
@@ -88,8 +84,7 @@ class WeightedClassificationLoss(v8ClassificationLoss):
     def __call__(self, preds: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``v8ClassificationLoss`` with ``F.cross_entropy(..., weight=w)``."""
         preds = preds[1] if isinstance(preds, (list, tuple)) else preds
-        if self.weight.device != preds.device:  # moved once, not copied from the host at every step
-            self.weight = self.weight.to(preds.device)
+        self.weight = _on_device(self.weight, preds.device)
         loss = F.cross_entropy(preds, batch["cls"], weight=self.weight.to(preds.dtype), reduction="mean")
         return loss, {"loss": loss.detach()}
 
@@ -105,12 +100,10 @@ class WeightedVarifocalLoss(VarifocalLoss):
     def forward(self, pred_score: torch.Tensor, gt_score: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Varifocal loss as ``VarifocalLoss.forward``, its BCE weighted per class on the positive term."""
         weight = self.alpha * pred_score.sigmoid().pow(self.gamma) * (1 - label) + gt_score * label
+        self.pos_weight = _on_device(self.pos_weight, pred_score.device)
         with autocast(enabled=False, device=pred_score.device.type):
             bce = F.binary_cross_entropy_with_logits(
-                pred_score.float(),
-                gt_score.float(),
-                pos_weight=self.pos_weight.to(pred_score.device, torch.float32),
-                reduction="none",
+                pred_score.float(), gt_score.float(), pos_weight=self.pos_weight, reduction="none"
             )
             return (bce * weight).mean(1).sum()
 
@@ -125,8 +118,8 @@ class WeightedFocalLoss(FocalLoss):
 
     def forward(self, pred: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         """Focal loss as ``FocalLoss.forward``, its BCE weighted per class on the positive term."""
-        pos_weight = self.pos_weight.to(device=pred.device, dtype=pred.dtype)
-        loss = F.binary_cross_entropy_with_logits(pred, label, pos_weight=pos_weight, reduction="none")
+        self.pos_weight = _on_device(self.pos_weight, pred.device)
+        loss = F.binary_cross_entropy_with_logits(pred, label, pos_weight=self.pos_weight.to(pred.dtype), reduction="none")
         pred_prob = pred.sigmoid()
         p_t = label * pred_prob + (1 - label) * (1 - pred_prob)
         loss *= (1.0 - p_t) ** self.gamma
@@ -270,6 +263,12 @@ def weighted_criterion(model: nn.Module, weights: torch.Tensor | None) -> object
     """``model.init_criterion()`` with ``weights`` applied as classification ``pos_weight`` (plain when None)."""
     criterion = model.init_criterion()
     return criterion if weights is None else apply_class_weights(criterion, weights)
+
+
+def _on_device(weights: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``weights`` on ``device``, moved at the first step there and kept (the criterion is not model state, so the
+    module's ``.to()`` never moves it): no host-to-device copy per step."""
+    return weights if weights.device == device else weights.to(device)
 
 
 def _as_weight_tensor(weights: torch.Tensor) -> torch.Tensor:

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import math
-import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable
 from copy import copy
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import (
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    Sampler,
-    default_collate,
-)
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from ultralytics.cfg import DEFAULT_CFG
-from ultralytics.data.build import ContiguousDistributedSampler, seed_worker
+from ultralytics.data.build import seed_worker
 from ultralytics.utils import IterableSimpleNamespace
 from ultralytics.utils.checks import check_imgsz
 
@@ -48,91 +40,24 @@ from yolo_lightning.hyperparameters import (
     ultralytics_namespace,
 )
 from yolo_lightning.predict import inference_loader
+from yolo_lightning.sampling import (
+    UltralyticsShuffleSampler,
+    dataset_collate,
+    evaluation_collate,
+    evaluation_sampler,
+    seed_main_process,
+    worker_generator,
+)
 from yolo_lightning.synthetic import synthetic_sizes, synthetic_source
 from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
 D = DEFAULT_CFG
-_ULTRALYTICS_SHUFFLE_SEED = 6148914691236517205  # build_dataloader's generator offset
-NON_DISTRIBUTED_RANK = -1  # Ultralytics' RANK outside DDP, part of its shuffle seed
 STAGE_SPLITS = {  # the data.yaml splits each Trainer function reads
     TrainerFn.FITTING: ("train", "val"),
     TrainerFn.VALIDATING: ("val",),
     TrainerFn.TESTING: ("test",),
     TrainerFn.PREDICTING: ("val",),
 }
-
-
-class UltralyticsShuffleSampler(Sampler[int]):
-    """The exact shuffle order of Ultralytics' ``build_dataloader`` (a persistent InfiniteDataLoader) for one process.
-
-    Ultralytics seeds one generator, draws the loader's base seed from it once, then shuffles with ``RandomSampler``,
-    whose every pass ends with one more (empty) ``randperm`` draw. A plain DataLoader re-creates its iterator each
-    epoch and may stop before that trailing draw, so this sampler makes it itself, exactly once per pass.
-    """
-
-    def __init__(self, dataset_size: int, seed: int) -> None:
-        self.dataset_size = dataset_size
-        self.generator = torch.Generator()
-        self.generator.manual_seed((_ULTRALYTICS_SHUFFLE_SEED + NON_DISTRIBUTED_RANK + seed) % (1 << 64))
-        torch.empty((), dtype=torch.int64).random_(generator=self.generator)  # the loader's base-seed draw
-        self._trailing_draw_due = False
-
-    def __len__(self) -> int:
-        return self.dataset_size
-
-    def __iter__(self) -> Iterator[int]:
-        if self._trailing_draw_due:  # the previous pass was not iterated to its end
-            self._trailing_draw()
-        order = torch.randperm(self.dataset_size, generator=self.generator).tolist()
-        self._trailing_draw_due = True
-        yield from order
-        self._trailing_draw()
-
-    def state_dict(self) -> dict[str, Any]:
-        """Generator state, so a resumed run shuffles its next epochs exactly as the uninterrupted run would."""
-        return {"generator": self.generator.get_state(), "trailing_draw_due": self._trailing_draw_due}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue the shuffle sequence of a saved run."""
-        self.generator.set_state(state["generator"])
-        self._trailing_draw_due = state["trailing_draw_due"]
-
-    def _trailing_draw(self) -> None:
-        """RandomSampler's final ``randperm(n)[:0]`` of each pass."""
-        torch.randperm(self.dataset_size, generator=self.generator)
-        self._trailing_draw_due = False
-
-
-PADDING_KEY = "padding"  # marks a batch that only keeps an otherwise idle DDP rank in step: never evaluated
-
-
-class ContiguousValSampler(ContiguousDistributedSampler, DistributedSampler):
-    """Ultralytics' contiguous, unrepeated validation shard, typed as a DistributedSampler so Lightning keeps it.
-
-    A rank whose shard is empty (fewer validation batches than ranks) gets one padding image instead (``padding``):
-    Lightning skips the whole evaluation epoch of a rank without batches, epoch-end hooks and their collectives
-    included, and the other ranks would wait for it forever. Its loader marks that batch with ``PADDING_KEY``.
-    """
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int) -> None:
-        ContiguousDistributedSampler.__init__(self, dataset, num_replicas, batch_size, rank, shuffle=False)
-        self.padding = ContiguousDistributedSampler.__len__(self) == 0
-
-    def __iter__(self) -> Iterator[int]:
-        return iter([0]) if self.padding else ContiguousDistributedSampler.__iter__(self)
-
-    def __len__(self) -> int:
-        return 1 if self.padding else ContiguousDistributedSampler.__len__(self)
-
-
-class PaddingCollate:
-    """A dataset's ``collate_fn`` whose batches carry ``PADDING_KEY``: the module skips them (a picklable callable)."""
-
-    def __init__(self, collate_fn: Any) -> None:
-        self.collate_fn = collate_fn
-
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**self.collate_fn(samples), PADDING_KEY: True}
 
 
 class YOLODataModule(L.LightningDataModule):
@@ -360,11 +285,8 @@ class YOLODataModule(L.LightningDataModule):
         """
         batch = self._per_rank_batch("val")
         world_size, rank = self._world()
-        sampler = ContiguousValSampler(dataset, world_size, rank, batch) if world_size > 1 else None
-        if world_size == 1 and self.task.val_shuffled:  # classify: build_dataloader's default shuffle, seeded alike
-            sampler = UltralyticsShuffleSampler(len(dataset), self.hparams.seed)
-        collate = _collate_fn(dataset)
-        collate = PaddingCollate(collate) if getattr(sampler, "padding", False) else collate
+        sampler = evaluation_sampler(dataset, world_size, rank, batch, self.task.val_shuffled, self.hparams.seed)
+        collate = evaluation_collate(dataset, sampler)
         return self._loader(dataset, batch, sampler, self.hparams.workers * 2, prefetch=2, collate=collate)
 
     def test_dataloader(self) -> DataLoader:
@@ -381,16 +303,18 @@ class YOLODataModule(L.LightningDataModule):
         return inference_loader(self.predict_source, vid_stride=self.hparams.vid_stride)
 
     def _loader(
-        self, dataset: Dataset, batch: int, sampler: Any, workers: int, prefetch: int, collate: Any = None
+        self,
+        dataset: Dataset,
+        batch: int,
+        sampler: Sampler[int] | None,
+        workers: int,
+        prefetch: int,
+        collate: Callable[[list[Any]], Any] | None = None,
     ) -> DataLoader:
         """A DataLoader with Ultralytics' collate, worker seeding and worker-count rule (workers honoured on CPU)."""
         batches = math.ceil((len(sampler) if sampler is not None else len(dataset)) / batch)
         local_devices = self.trainer.num_devices if self.trainer is not None else 1
         num_workers = loader_workers(workers, local_devices, batches)  # at most cpu_count // local devices
-        worker_seeds = torch.Generator()
-        world_size, rank = self._world()
-        # Under DDP each rank's augmentation draws its own numbers (Ultralytics' build_dataloader: seed + RANK)
-        worker_seeds.manual_seed(self.hparams.seed if world_size == 1 else _ultralytics_loader_seed(self.hparams.seed, rank))
         return DataLoader(
             dataset,
             batch_size=batch,
@@ -399,9 +323,9 @@ class YOLODataModule(L.LightningDataModule):
             num_workers=num_workers,
             prefetch_factor=prefetch if num_workers > 0 else None,
             pin_memory=pin_memory(self._root_device()),
-            collate_fn=collate or _collate_fn(dataset),
+            collate_fn=collate or dataset_collate(dataset),
             worker_init_fn=seed_worker,
-            generator=worker_seeds,
+            generator=worker_generator(self.hparams.seed, *self._world()),
             persistent_workers=num_workers > 0,  # as Ultralytics' InfiniteDataLoader: mosaic's image buffer persists
         )
 
@@ -493,24 +417,6 @@ class YOLODataModule(L.LightningDataModule):
         """(world size, global rank) of the attached Trainer, (1, 0) without one."""
         trainer = self.trainer
         return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-
-
-def _ultralytics_loader_seed(seed: int, rank: int) -> int:
-    """The seed of the loader generator Ultralytics' ``build_dataloader`` gives a DDP rank (its workers' seeds)."""
-    return (_ULTRALYTICS_SHUFFLE_SEED + rank + seed) % (1 << 64)
-
-
-def seed_main_process(seed: int, rank: int) -> None:
-    """Seed this DDP rank's own random streams as Ultralytics' ``init_seeds(seed + 1 + RANK)``: augmentation drawn
-    in the main process (``workers=0``) differs between ranks (Lightning seeds every rank alike)."""
-    random.seed(seed + 1 + rank)
-    np.random.seed(seed + 1 + rank)
-    torch.manual_seed(seed + 1 + rank)
-
-
-def _collate_fn(dataset: Dataset) -> Any:
-    """The dataset's own collate (YOLO datasets), else torch's default (classification's image-folder dataset)."""
-    return getattr(dataset, "collate_fn", None) or default_collate
 
 
 def _round_imgsz(imgsz: int) -> int:

@@ -37,6 +37,12 @@ def validate_weights(settings: dict[str, Any]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.results_dict.items()}
 
 
+def launched_as_a_rank() -> bool:
+    """True when a launcher gave this process a DDP rank (torchrun's ``RANK``...), even a single one: Ultralytics'
+    validator would then gather its statistics over a process group that does not exist."""
+    return any(name in os.environ for name in _DISTRIBUTED_ENV)
+
+
 def validate_weights_in_new_process(settings: dict[str, Any], scratch: Path) -> dict[str, float]:
     """``validate_weights`` in a fresh Python process without the DDP environment (its output shown as it runs)."""
     settings_file, metrics_file = scratch / ".final_validation.json", scratch / ".final_metrics.json"

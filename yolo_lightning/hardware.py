@@ -76,7 +76,8 @@ def cores_per_process(local_processes: int) -> int:
     per_task = int(os.environ.get("SLURM_CPUS_PER_TASK", "0") or 0)
     if per_task:
         allowed = min(allowed, per_task)
-        if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ:
+        launched_inside_task = int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1) > 1  # srun ... torchrun: shared
+        if int(os.environ.get("SLURM_NTASKS", "1") or 1) > 1 and "SLURM_PROCID" in os.environ and not launched_inside_task:
             return max(1, allowed)  # srun started this process as one task among several: the allocation is its own
     return max(1, allowed // max(local_processes, 1))
 
@@ -145,10 +146,32 @@ def fall_back_from_broken_amp(trainer: Any, model: torch.nn.Module) -> None:
     shared with every rank; where float16 fails (and on CPU, where Ultralytics turns AMP off) train in float32."""
     if getattr(trainer.strategy.precision_plugin, "scaler", None) is None:
         return
-    works = trainer.strategy.broadcast(bool(check_amp(model)) if trainer.is_global_zero else True, src=0)
+    works = trainer.strategy.broadcast(_amp_works(model) if trainer.is_global_zero else True, src=0)
     if not works:
         rank_zero_warn("AMP (16-mixed) is turned off for this run, as Ultralytics' check_amp decides: training in 32-true.")
         trainer.strategy.precision_plugin = Precision()
+
+
+def _amp_works(model: torch.nn.Module) -> bool:
+    """``check_amp``'s verdict; a check that cannot run (its reference weights unreadable) keeps AMP, as Ultralytics
+    does when it cannot load them, instead of stopping rank 0 while the other ranks wait for the verdict."""
+    try:
+        return bool(check_amp(model))
+    except Exception as error:  # noqa: BLE001  (any failure of the self-test itself, reported below)
+        rank_zero_warn(f"AMP check skipped ({type(error).__name__}: {error}); training with AMP (16-mixed).")
+        return True
+
+
+def keep_runtime_fused(trainer: Any) -> None:
+    """A resumed optimizer keeps the ``fused`` flag it was built with here, not the checkpoint's, as Ultralytics'
+    ``_load_checkpoint_state`` does: torch decides at construction whether GradScaler hands the step its scale
+    (``_step_supports_amp_scaling``) and ``load_state_dict`` would then restore another kernel's flag (a checkpoint
+    written on a CPU, resumed on CUDA: the foreach step gets a fused step's arguments and fails)."""
+    loaded = getattr(trainer._checkpoint_connector, "_loaded_checkpoint", None) or {}
+    for optimizer, saved in zip(trainer.optimizers, loaded.get("optimizer_states", [])):
+        for group, saved_group in zip(optimizer.param_groups, saved.get("param_groups", [])):
+            if "fused" in group or "fused" in saved_group:
+                saved_group["fused"] = group.get("fused")
 
 
 def evaluation_half(precision: str, device: torch.device) -> bool:

@@ -42,7 +42,7 @@ from yolo_lightning.class_weights import (
     resolve_class_weights,
     weighted_criterion,
 )
-from yolo_lightning.datamodule import PADDING_KEY
+from yolo_lightning.sampling import PADDING_KEY
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.finite import finite_flag
 from yolo_lightning.freezing import freeze_layer_fragments
@@ -53,6 +53,7 @@ from yolo_lightning.hardware import (
     evaluation_autocast,
     evaluation_half,
     fall_back_from_broken_amp,
+    keep_runtime_fused,
     other_programs_load,
     plan_threads,
     unscale_before_clipping,
@@ -509,8 +510,10 @@ class YOLOModule(L.LightningModule):
                 logger.log_hyperparams({f"class_weights/{names[i]}": w for i, w in enumerate(self.class_weight_values.tolist())})
 
     def on_fit_start(self) -> None:
-        """Ultralytics' AMP self-test, once the network is on its device (see ``fall_back_from_broken_amp``)."""
+        """Ultralytics' AMP self-test, once the network is on its device (see ``fall_back_from_broken_amp``); a
+        resumed optimizer keeps the kernel built for this device (see ``keep_runtime_fused``)."""
         fall_back_from_broken_amp(self.trainer, self.model)
+        keep_runtime_fused(self.trainer)
 
     def on_validation_start(self) -> None:
         """Point the validator at the module's device, precision and run folder; in ``fit``, free cached GPU memory

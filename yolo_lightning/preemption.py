@@ -28,6 +28,15 @@ def stop_all_ranks_on_sigterm(trainer: L.Trainer) -> None:
     _SigtermAgreement(trainer).install()
 
 
+def stop_at_validation_end_if_any_rank_got_sigterm(trainer: L.Trainer) -> None:
+    """The same agreement at the end of an in-training validation (every rank reaches it, whatever its number of
+    validation batches): a long validation would otherwise hold a SIGTERM until the next training batch, past a
+    scheduler's grace period (SLURM's and Kubernetes' 30 s)."""
+    agree = getattr(trainer.fit_loop.epoch_loop, "_broadcast_sigterm_tensor", None)
+    if isinstance(getattr(agree, "__self__", None), _SigtermAgreement):
+        agree()
+
+
 class _SigtermAgreement:
     """A SIGTERM handler that only records the signal, and the per-batch check where all ranks agree on it."""
 

@@ -26,7 +26,7 @@ from yolo_lightning.export import (
 )
 from yolo_lightning.files import commit, stage_copy
 from yolo_lightning.finite import finite_flag
-from yolo_lightning.preemption import stop_all_ranks_on_sigterm
+from yolo_lightning.preemption import stop_all_ranks_on_sigterm, stop_at_validation_end_if_any_rank_got_sigterm
 from yolo_lightning.run_folder import WEIGHTS, claim_run_folder, move_run_folder, run_folder_of, run_root
 
 PREEMPTED_EXIT_STATUS = 128 + signal.SIGTERM  # 143: the shell's status for a process stopped by SIGTERM
@@ -191,6 +191,7 @@ class UltralyticsCheckpoint(ModelCheckpoint):
         """
         if trainer.sanity_checking or self._should_skip_saving_checkpoint(trainer):
             return
+        stop_at_validation_end_if_any_rank_got_sigterm(trainer)  # DDP: then on_exception saves last, here
         if not self._finite(trainer, pl_module, metrics=True):
             rank_zero_warn(
                 f"Epoch {trainer.current_epoch}: NaN or infinite weights or metrics; not saved "

@@ -103,7 +103,10 @@ class UltralyticsEMA(WeightAveraging):
             average.data, current.data = current.data, average.data
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Defer creating the average: a YOLOModule builds its network in its own ``setup``, which runs after this."""
+        """Forget a previous fit's average (a second ``fit`` reuses this callback: its cached tensors belong to the old
+        module placement) and defer creating the new one: a YOLOModule builds its network in its own ``setup``."""
+        if stage == "fit":
+            self._average_model, self._pairs, self._restored = None, None, None
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         """Fitting: keep both weight sets for ``on_fit_start``. Otherwise the checkpoint's ``state_dict`` (the average)

@@ -12,11 +12,12 @@ from typing import Any
 
 import lightning as L
 import yaml
+from lightning.fabric.utilities.distributed import _InfiniteBarrier
 from lightning.pytorch.utilities import rank_zero_info
 from ultralytics.utils.plotting import plot_results
 
 from yolo_lightning.files import write_text_atomically
-from yolo_lightning.final_validation import validate_weights, validate_weights_in_new_process
+from yolo_lightning.final_validation import launched_as_a_rank, validate_weights, validate_weights_in_new_process
 from yolo_lightning.hardware import evaluation_half
 from yolo_lightning.reports import log_images
 
@@ -134,13 +135,15 @@ class RunReport(L.Callback):
             "half": evaluation_half(trainer.precision, device), "plots": bool(pl_module.hparams.plots),
             "save_dir": str(self._root(trainer)),
         }  # fmt: skip
-        if trainer.is_global_zero:
-            rank_zero_info(f"\nValidating {best}...")
-            if trainer.world_size == 1:
-                self.final_metrics = validate_weights(settings)
-            else:
-                self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
-        trainer.strategy.barrier("final_validation")
+        # The other ranks wait without the process group's timeout (NCCL's 30 minutes could end a long validation),
+        # and rank 0 reaches the wait even if its validation fails
+        with _InfiniteBarrier():
+            if trainer.is_global_zero:
+                rank_zero_info(f"\nValidating {best}...")
+                if trainer.world_size == 1 and not launched_as_a_rank():
+                    self.final_metrics = validate_weights(settings)
+                else:
+                    self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
 
     # --------------------------------------------------------------------------------------------- helpers
     @staticmethod

@@ -75,7 +75,9 @@ def trained(session_dir: Path) -> dict[str, tuple[Path, Path]]:
     results = {}
     for task, model in TASK_MODELS.items():
         data = synthetic_data(task, session_dir / "tasks", n_train=64, n_val=16, imgsz=64)
-        results[task] = (_trained_once(f"trained-{task}", model, data, epochs=15), data)
+        # cls 2.0, as the detect fixture: with 0.5, yolo26n-obb ends this run finding nothing (mAP 0 on this machine,
+        # plain Ultralytics too), and the validation-parity tests would compare zeros
+        results[task] = (_trained_once(f"trained-{task}", model, data, epochs=15, cls=2.0), data)
     return results
 
 

@@ -21,7 +21,8 @@ from ultralytics.nn.tasks import DetectionModel
 from yolo_lightning import YOLODataModule, YOLOModule, export_ultralytics
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.export import load_yolo_checkpoint, portable_model
+from yolo_lightning.export import portable_model
+from yolo_lightning.module_loading import load_yolo_checkpoint
 
 EPOCHS = 4
 

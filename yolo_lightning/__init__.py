@@ -7,8 +7,8 @@ set_offline_environment()  # before anything imports ultralytics
 provide_local_fonts()
 silence_lightning_tips()
 
+from yolo_lightning.checkpoint_export import export_ultralytics  # noqa: E402
 from yolo_lightning.datamodule import YOLODataModule  # noqa: E402
-from yolo_lightning.export import export_ultralytics  # noqa: E402
 from yolo_lightning.module import YOLOModule  # noqa: E402
 from yolo_lightning.version import yolo_lightning_version  # noqa: E402
 

@@ -17,9 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from yolo_lightning.assets import weights_file
 from yolo_lightning.callbacks import RunReport, UltralyticsCheckpoint, UltralyticsPredictionWriter
+from yolo_lightning.checkpoint_export import check_known_hyperparameters, export_ultralytics
 from yolo_lightning.datamodule import YOLODataModule
 from yolo_lightning.errors import ConfigurationError, TrainingError
-from yolo_lightning.export import check_known_hyperparameters, export_ultralytics
 from yolo_lightning.hardware import default_precision
 from yolo_lightning.hyperparameters import DATAMODULE_ARGS, MODULE_ARGS
 from yolo_lightning.models import model_config
@@ -212,15 +212,17 @@ class YOLOLightningCLI(LightningCLI):
         self._print_results("validate")
 
     def _print_results(self, stage: str) -> None:
-        """The closing summary: after ``fit``, best.pt's final validation (``YOLO(best.pt).val()``'s numbers, the last
-        table printed), the last epoch's only without it and labelled so; after ``validate``, its metrics."""
-        metrics, title = self.trainer.callback_metrics, ""
+        """The closing summary: after ``fit``, the last epoch's validation, labelled so, then best.pt's final validation
+        (``YOLO(best.pt).val()``'s numbers, the last table printed); after ``validate``, its metrics."""
+        blocks = [("", self.trainer.callback_metrics)]
+        report = next((c for c in self.trainer.callbacks if isinstance(c, RunReport)), None)
         if stage == "fit":
-            report = next((c for c in self.trainer.callbacks if isinstance(c, RunReport)), None)
-            final = report.final_metrics if report is not None else {}
-            metrics, title = (final, "best.pt final validation") if final else (metrics, "last epoch's validation")
-        lines = [f"  {key:<24} {float(value):.4f}" for key, value in metrics.items() if _is_summary_key(key)]
-        lines = [f"  {title}:"] + lines if title and lines else lines
+            blocks = [("last epoch's validation", self.trainer.callback_metrics)]
+            blocks += [("best.pt final validation", report.final_metrics)] if report is not None and report.final_metrics else []
+        lines = []
+        for title, metrics in blocks:
+            values = [f"  {key:<24} {float(value):.4f}" for key, value in metrics.items() if _is_summary_key(key)]
+            lines += ([f"  {title}:"] if title and values else []) + values
         checkpoint = self.trainer.checkpoint_callback
         if stage == "fit" and isinstance(checkpoint, UltralyticsCheckpoint) and checkpoint.best_model_score is not None:
             best = Path(checkpoint.best_model_path).with_suffix(".pt")

@@ -1,8 +1,11 @@
-"""Write Ultralytics-format checkpoints (best.pt / last.pt) that plain ``YOLO("best.pt")`` loads."""
+"""Write Ultralytics-format checkpoints (best.pt / last.pt) that plain ``YOLO("best.pt")`` loads.
+
+The low-level writer, for the checkpoint callback and ``checkpoint_export``: it takes a network and its train args, and
+imports nothing of ``YOLOModule`` (exporting a module, a ``.ckpt`` or a run folder: ``checkpoint_export``).
+"""
 
 from __future__ import annotations
 
-import inspect
 from copy import deepcopy
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +16,7 @@ from torch import nn
 from ultralytics import __version__ as ULTRALYTICS_VERSION
 from ultralytics.utils import DEFAULT_CFG_DICT, DEFAULT_CFG_KEYS
 
-from yolo_lightning.errors import ConfigurationError, NonFiniteWeightsError
+from yolo_lightning.errors import NonFiniteWeightsError
 from yolo_lightning.files import stage, write_atomically
 from yolo_lightning.finite import all_finite
 
@@ -103,67 +106,3 @@ def _portable_class(cls: type) -> type:
         if base.__module__.startswith(_PORTABLE_PACKAGES) or base.__module__ == "torch":
             return base
     return nn.Module
-
-
-def export_ultralytics(source: Any, path: str | Path) -> Path:
-    """Write an Ultralytics ``.pt`` from a YOLOModule, a yolo-lightning ``.ckpt`` file or a run folder."""
-    from yolo_lightning.module import (
-        YOLOModule,  # the module imports the callbacks, which import this file
-    )
-
-    if isinstance(source, YOLOModule):
-        module, epoch, metrics = source, source.current_epoch if source._trainer else -1, source.last_metrics()
-    else:
-        module, epoch, metrics = load_yolo_checkpoint(_checkpoint_file(Path(source)))
-    checkpoint = ultralytics_checkpoint(module.model, module.ultralytics_train_args(), epoch, metrics)
-    return save_atomically(checkpoint, path)
-
-
-def _checkpoint_file(source: Path) -> Path:
-    """The ``.ckpt`` a source names: the file itself, or a run folder's best (else last) checkpoint."""
-    if source.is_dir():
-        for name in ("weights/best.ckpt", "weights/last.ckpt", "best.ckpt", "last.ckpt"):
-            if (source / name).is_file():
-                return source / name
-        raise ConfigurationError(f"{source}: no best.ckpt or last.ckpt in this run folder (looked in {source / 'weights'}).")
-    if not source.is_file():
-        raise ConfigurationError(f"{source}: no such checkpoint file.")
-    return source
-
-
-def load_yolo_checkpoint(path: Path) -> tuple[Any, int, dict[str, float]]:
-    """Rebuild the YOLOModule of a yolo-lightning ``.ckpt``: (module with the EMA weights, epoch, last metrics).
-
-    The file is read with ``weights_only=True`` (plain tensors and containers: a crafted file cannot run code), and the
-    network is rebuilt from the architecture the checkpoint carries, so the ``.pt``/YAML it started from may be gone.
-    """
-    from yolo_lightning.module import YOLOModule
-
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # any unpickling failure means: not a checkpoint we can read
-        raise ConfigurationError(f"{path}: not a readable yolo-lightning checkpoint ({type(error).__name__}: {error}).") from None
-    extra = checkpoint.get("yolo_lightning") if isinstance(checkpoint, dict) else None
-    if not extra or "hyper_parameters" not in checkpoint:
-        raise ConfigurationError(f"{path}: not a yolo-lightning checkpoint (written by YOLOModule during Trainer.fit).")
-    hparams = {k: v for k, v in checkpoint["hyper_parameters"].items() if not k.startswith("_")}
-    check_known_hyperparameters(hparams, extra.get("version"), path)
-    module = YOLOModule(**hparams)
-    module.load_state_dict(checkpoint["state_dict"])
-    module.model.args = extra["train_args"]
-    return module, checkpoint.get("epoch", -1), extra.get("train_metrics", {})
-
-
-def check_known_hyperparameters(hparams: dict[str, Any], written_by: str | None, path: str | Path) -> None:
-    """A checkpoint's hyper-parameters that this YOLOModule does not take: blame the version gap, not the user."""
-    from yolo_lightning.module import YOLOModule
-    from yolo_lightning.version import yolo_lightning_version
-
-    known = set(inspect.signature(YOLOModule.__init__).parameters) - {"self", "unknown"}
-    unknown = sorted(k for k in set(hparams) - known if not k.startswith("_"))  # "_instantiator": LightningCLI's
-    if unknown:
-        raise ConfigurationError(
-            f"{path} was written by yolo-lightning {written_by or 'of another version'} and uses "
-            f"{', '.join(repr(u) for u in unknown)}, which the installed yolo-lightning {yolo_lightning_version()} does "
-            f"not know: install {'yolo-lightning>=' + written_by if written_by else 'a newer yolo-lightning'} to use it."
-        )

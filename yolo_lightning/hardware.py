@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.plugins.precision import Precision
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from ultralytics.utils.checks import check_amp
 
 from yolo_lightning.errors import ConfigurationError
@@ -257,3 +257,38 @@ def plan_threads(
     threads = max(1, min(free, 8) if device_type == "cuda" else free)
     reason = f"{share} cores per process, {loader_workers} loader workers, {load:.1f} cores busy with other programs"
     return ThreadPlan(threads, reason)
+
+
+def apply_trainer_settings(trainer: Any, channels_last: bool | None) -> None:
+    """Refuse half-precision weights; follow Ultralytics' deterministic mode and its AMP default on CUDA."""
+    check_precision(trainer.precision)
+    if torch.are_deterministic_algorithms_enabled():  # Trainer(deterministic=...): as Ultralytics' init_seeds
+        if not torch.is_deterministic_algorithms_warn_only_enabled():
+            # Lightning's deterministic=True is strict: on CUDA, NLLLoss, AdaptiveAvgPool2d's backward (classify)
+            # and grid_sample's backward (RT-DETR) raise. Ultralytics' deterministic=True warns for them instead.
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            rank_zero_info(
+                "Deterministic algorithms with warn_only=True, as Ultralytics' deterministic=True: operations "
+                "without a deterministic implementation warn instead of raising."
+            )
+        torch.utils.deterministic.fill_uninitialized_memory = False  # no NaN fill kernel per new tensor
+    device = trainer.strategy.root_device
+    if device.type == "cuda" and trainer.precision == "32-true":
+        rank_zero_info(
+            "Training in float32 on CUDA. Ultralytics trains with AMP by default (amp=True): "
+            "Trainer(precision='16-mixed') does the same."
+        )
+    if channels_last and device.type != "cuda":
+        rank_zero_warn(f"channels_last=True is only supported on CUDA, ignoring on {device.type!r}.")
+
+
+def set_cpu_threads(trainer: Any, user_threads: str | None) -> None:
+    """torch's intra-op threads for this process, from the cores, loader workers and load (see ``plan_threads``)."""
+    datamodule = getattr(trainer, "datamodule", None)
+    workers = datamodule.workers_per_process() if hasattr(datamodule, "workers_per_process") else 0
+    local = trainer.num_devices
+    load = 0.0 if user_threads else other_programs_load(local)
+    plan = plan_threads(user_threads, cores_per_process(local), workers, trainer.strategy.root_device.type, load)
+    if torch.get_num_threads() != plan.threads:
+        torch.set_num_threads(plan.threads)
+    rank_zero_info(f"torch threads: {plan.threads} ({plan.reason})")

@@ -25,6 +25,12 @@ DATAMODULE_ARGS = frozenset(
         "erasing", "auto_augment", "source", "vid_stride",
     }
 )  # fmt: skip
+# Every parameter YOLOModule's constructor takes (its Ultralytics arguments and its own): what a checkpoint's
+# hyper-parameters may hold. tests/test_architecture.py keeps it equal to YOLOModule.__init__'s signature.
+MODULE_PARAMETERS = MODULE_ARGS | {
+    "model", "task", "names", "model_yaml", "map_cross_check", "backbone_lr_ratio", "class_weights",
+    "class_weights_power",
+}  # fmt: skip
 # Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns instead.
 LIGHTNING_EQUIVALENTS = {
     "epochs": "lightning.Trainer(max_epochs=...)",
@@ -76,3 +82,22 @@ def ultralytics_namespace(owner: str, **overrides: Any) -> IterableSimpleNamespa
         return get_cfg(DEFAULT_CFG_DICT, overrides)
     except (TypeError, ValueError) as error:
         raise ConfigurationError(f"{owner}: {str(error).strip()}") from None
+
+
+# The data arguments of the run (batch, mosaic, workers...): read by losses and validators, written to args.yaml and
+# best.pt's train_args. Not the data path (set once resolved) nor predict's source.
+DATA_ARGS_IN_MODEL_ARGS = DATAMODULE_ARGS - {"data", "source", "vid_stride"}
+
+
+def run_arguments(module_hparams: Any, datamodule: Any, epochs: int | None, model: str, task: str) -> IterableSimpleNamespace:
+    """The IterableSimpleNamespace Ultralytics' losses and validator read (``model.args``): the module's arguments,
+    the datamodule's data arguments and resolved data path, the epochs, the model's name and the task."""
+    data_args = {}
+    if datamodule is not None:
+        data_args = {k: datamodule.hparams[k] for k in sorted(DATA_ARGS_IN_MODEL_ARGS) if k in datamodule.hparams}
+        data_args["imgsz"] = datamodule.imgsz
+        if getattr(datamodule, "data_config", None):
+            data_args["data"] = datamodule.data_path  # lets YOLO("best.pt").val() find the data
+    module_args = {k: module_hparams[k] for k in MODULE_ARGS}
+    epochs = epochs if epochs and epochs > 0 else 1
+    return ultralytics_namespace("YOLOModule", **module_args, **data_args, epochs=epochs, model=model, task=task)

@@ -96,3 +96,15 @@ def _forget_empty_experiment(logger: Any, old_root: Path) -> bool:
     if hasattr(logger, "_get_next_version") and logger._version == logger._get_next_version():
         logger._version = None
     return True
+
+
+def stage_folder(trainer: Any, task: str, claimed: Path | None) -> Path:
+    """Where a module's files go in this Trainer stage: the fit's run folder (see UltralyticsCheckpoint), or outside
+    ``fit`` the Trainer's folder, a new ``runs/<task>/val`` (``val2``...) when that was left at the current folder,
+    claimed by global rank 0 once (``claimed``: the folder claimed before, if any)."""
+    if trainer.state.fn == "fit" or Path(trainer.default_root_dir).absolute() != Path.cwd():
+        return run_root(trainer, task)
+    if claimed is None:
+        folder = claim_run_folder(default_run_folder(task, trainer.state.fn), marker=None) if trainer.is_global_zero else None
+        claimed = Path(trainer.strategy.broadcast(str(folder) if folder else None))
+    return claimed

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import lightning as L
 import torch
 
 from yolo_lightning.errors import ConfigurationError
 
-if TYPE_CHECKING:
-    from yolo_lightning.module import YOLOModule
-
 YOLO_MAX_NORM = 10.0  # DetectionTrainer.optimizer_step
 RTDETR_MAX_NORM = 0.1  # the DETR family's usual limit
+
+
+class ClippedModule(Protocol):
+    """What GradientClipping uses of the LightningModule it clips (a ``YOLOModule`` has it all)."""
+
+    gradient_clip_norm: float | None  # the module's own clipping limit; None while a callback clips instead
+
+    @property
+    def is_rtdetr(self) -> bool: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None: ...
 
 
 class GradientClipping(L.Callback):
@@ -41,7 +52,7 @@ class GradientClipping(L.Callback):
         self.resolved_max_norm: float | None = None  # max_norm, or the family default, once fitting starts
         self._module_norm: float | None = None
 
-    def setup(self, trainer: L.Trainer, pl_module: YOLOModule, stage: str) -> None:
+    def setup(self, trainer: L.Trainer, pl_module: ClippedModule, stage: str) -> None:
         """Resolve the family default and switch the module's own clipping off for this fit."""
         if stage != "fit":
             return
@@ -56,7 +67,7 @@ class GradientClipping(L.Callback):
         self._module_norm, pl_module.gradient_clip_norm = pl_module.gradient_clip_norm, None
 
     def on_before_optimizer_step(
-        self, trainer: L.Trainer, pl_module: YOLOModule, optimizer: torch.optim.Optimizer
+        self, trainer: L.Trainer, pl_module: ClippedModule, optimizer: torch.optim.Optimizer
     ) -> None:
         """Clip the unscaled gradients of the parameters this optimizer updates; log their norm before clipping."""
         updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
@@ -69,7 +80,7 @@ class GradientClipping(L.Callback):
         # DDP already all-reduced the gradients, so every rank holds this norm; sync_dist is what Lightning asks for
         pl_module.log("train/grad_norm", norm, on_step=True, on_epoch=True, batch_size=1, sync_dist=True)
 
-    def teardown(self, trainer: L.Trainer, pl_module: YOLOModule, stage: str) -> None:
+    def teardown(self, trainer: L.Trainer, pl_module: ClippedModule, stage: str) -> None:
         """Give the module its own clipping back once fitting ends."""
         if stage == "fit":
             pl_module.gradient_clip_norm = self._module_norm

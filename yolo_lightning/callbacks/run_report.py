@@ -117,15 +117,20 @@ class RunReport(L.Callback):
         seconds = time.time() - self._start
         rank_zero_info(f"\n{len(self.rows)} epochs completed in {seconds / 3600:.3f} hours ({seconds:.1f} s).")
         best = Path(trainer.default_root_dir) / "weights" / "best.pt"
-        if trainer.strategy.broadcast(self.final_validation and best.is_file()):  # rank 0's disk decides for all
-            self._validate_best(trainer, pl_module, best)
+        # Under DDP the other ranks wait for rank 0's validation (whose disk holds best.pt: node-local folders differ)
+        # in a barrier without the process group's timeout (NCCL's 30 minutes could end a long validation), entered by
+        # every rank and reached by rank 0 even if its validation fails. A barrier group of its own, destroyed after,
+        # also leaves no collective of the run's process group in flight when the processes exit.
+        with _InfiniteBarrier():
+            if trainer.is_global_zero and self.final_validation and best.is_file():
+                self._validate_best(trainer, pl_module, best)
         if trainer.is_global_zero and best.is_file():
             rank_zero_info(f"Best weights: {best} (loads in ultralytics.YOLO and YOLOModule(model=...))")
 
     def _validate_best(self, trainer: L.Trainer, pl_module: L.LightningModule, best: Path) -> None:
         """``YOLO(best.pt).val()`` on the run's data, image size and validation batch (the rect loader Ultralytics'
-        ``final_eval`` reuses), in half precision for AMP on a GPU; under DDP by rank 0 in a process of its own while
-        the other ranks wait (inside the process group Ultralytics' validator would gather over ranks by itself)."""
+        ``final_eval`` reuses), in half precision for AMP on a GPU (rank 0); in a process of its own under a launcher
+        (inside a process group Ultralytics' validator would gather over ranks by itself)."""
         if not _has_yolo_data(trainer):  # the module warned at setup: nothing tells which data to validate on
             return
         datamodule, device = trainer.datamodule, trainer.strategy.root_device  # after fit the module is on the CPU
@@ -135,15 +140,11 @@ class RunReport(L.Callback):
             "half": evaluation_half(trainer.precision, device), "plots": bool(pl_module.hparams.plots),
             "save_dir": str(self._root(trainer)),
         }  # fmt: skip
-        # The other ranks wait without the process group's timeout (NCCL's 30 minutes could end a long validation),
-        # and rank 0 reaches the wait even if its validation fails
-        with _InfiniteBarrier():
-            if trainer.is_global_zero:
-                rank_zero_info(f"\nValidating {best}...")
-                if trainer.world_size == 1 and not launched_as_a_rank():
-                    self.final_metrics = validate_weights(settings)
-                else:
-                    self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
+        rank_zero_info(f"\nValidating {best}...")
+        if trainer.world_size == 1 and not launched_as_a_rank():
+            self.final_metrics = validate_weights(settings)
+        else:
+            self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
 
     # --------------------------------------------------------------------------------------------- helpers
     @staticmethod

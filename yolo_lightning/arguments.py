@@ -28,7 +28,7 @@ def check_module_arguments(task: Task, arguments: dict[str, Any]) -> None:
             f"(got class_weights={weights!r}); drop it or switch to 'inverse_frequency'."
         )
     ultralytics_namespace("YOLOModule", **{k: v for k, v in arguments.items() if k in MODULE_ARGS})  # range checks
-    if arguments["multi_scale"] and not task.finds_objects:
+    if arguments["multi_scale"] and not task.multi_scale:
         raise ConfigurationError(
             f"multi_scale={arguments['multi_scale']} resizes detection-family batches; Ultralytics' "
             f"{task.trainer_class.__name__} ignores it: drop it for {task.name} models."

@@ -11,6 +11,10 @@ Ultralytics' guide weights classes by subclassing ``v8DetectionLoss`` and replac
 * ``DETRLoss`` / ``RTDETRDetectionLoss`` (RT-DETR): ``criterion.vfl`` (used whenever the batch has objects) and
   ``criterion.fl`` (used when it has none) are replaced by versions whose BCE has ``pos_weight``. Every decoder layer,
   the encoder output and the denoising queries go through them, so all are weighted.
+* ``SemanticSegmentationLoss`` (semantic): its cross-entropy gets ``weight=w``, the buffer Ultralytics' own ``cls_pw``
+  weights fill (a weighted mean over the valid pixels); a binary model (one class, BCE) takes none, as in Ultralytics.
+  ``"inverse_frequency"`` counts pixels per class (Ultralytics' ``get_class_counts``) instead of objects.
+* ``DepthLoss26`` (depth): no classes to weight; refused.
 
 ``pos_weight`` scales only the positive-target term, ``-w_c * y * log(sigmoid(x))``; the negative term is untouched.
 That differs from Ultralytics' native ``model.class_weights`` (``cls_pw``), which multiplies the whole BCE term of a
@@ -21,6 +25,7 @@ copied and pickled.
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -30,8 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 from ultralytics.models.utils.loss import DETRLoss
 from ultralytics.utils.loss import (
+    DepthLoss26,
     E2EDetectLoss,
     E2ELoss,
+    SemanticSegmentationLoss,
     FocalLoss,
     VarifocalLoss,
     v8ClassificationLoss,
@@ -40,6 +47,7 @@ from ultralytics.utils.loss import (
 from ultralytics.utils.torch_utils import autocast
 
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.tasks import SEMANTIC
 
 __all__ = [
     "CLASS_WEIGHT_SCHEMES",
@@ -132,6 +140,9 @@ class WeightedFocalLoss(FocalLoss):
 def class_instance_counts(source: Any, nc: int) -> np.ndarray:
     """Per-class instance counts (int64, length ``nc``) of an Ultralytics dataset: its objects' classes (``.labels``
     of a YOLO dataset, or that list itself), or its images' (``.samples`` of a classification dataset)."""
+    if hasattr(source, "load_mask"):  # SemanticDataset: pixels per class, as SemanticSegmentationTrainer counts them
+        view = SEMANTIC.trainer_view(data={"nc": nc}, train_loader=SimpleNamespace(dataset=source))
+        return SEMANTIC.trainer_class.get_class_counts(view).astype(np.int64)
     if hasattr(source, "samples"):  # ClassificationDataset: (file, class index, ...) per image
         labels = [{"cls": sample[1]} for sample in source.samples]
     else:
@@ -225,6 +236,16 @@ def apply_class_weights(criterion: object, weights: torch.Tensor) -> object:
     elif isinstance(criterion, v8DetectionLoss):
         weights = _checked_weights(weights, criterion.nc, type(criterion).__name__)
         criterion.bce = WeightedBCEWithLogitsLoss(weights.to(criterion.device))
+    elif isinstance(criterion, SemanticSegmentationLoss):
+        if criterion.nc == 1:
+            raise ConfigurationError(
+                "class_weights: a one-class (binary) semantic model trains with BCE, which Ultralytics leaves unweighted; "
+                "drop class_weights or add classes"
+            )
+        weights = _checked_weights(weights, criterion.nc, type(criterion).__name__)
+        criterion.ce.register_buffer("weight", weights.to(criterion.device, criterion.dtype), persistent=False)
+    elif isinstance(criterion, DepthLoss26):
+        raise ConfigurationError("class_weights: a depth model has no classes to weight; drop class_weights")
     elif isinstance(criterion, DETRLoss):
         weights = _checked_weights(weights, criterion.nc, type(criterion).__name__)
         if criterion.fl is None:  # its BCE fallback builds nn.BCEWithLogitsLoss inline: there is no object to replace

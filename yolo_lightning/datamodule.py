@@ -23,6 +23,7 @@ from yolo_lightning.dataset_checks import (
     DatasetError,
     check_task_data,
     count_images,
+    find_dense_label_problems,
     find_label_problems,
     image_files,
     load_classification_config,
@@ -220,7 +221,7 @@ class YOLODataModule(L.LightningDataModule):
         config = self._load_config(splits, warn=True)
         for split in splits or SPLITS:
             if config.get(split):
-                if self.task.finds_objects:  # label files; a classification tree was checked by _load_config
+                if self.task.labels != "folders":  # a classification tree was checked by _load_config
                     self._check_labels(config, split, fn)
                 self._build_label_cache(config, split)
 
@@ -336,13 +337,13 @@ class YOLODataModule(L.LightningDataModule):
     def _load_config(self, splits: tuple[str, ...] | None, warn: bool = False) -> dict[str, Any]:
         """The checked dataset config for the task: a data.yaml's (plus the task's own keys) or a folder tree's."""
         task = self.task
-        if not task.finds_objects:
+        if task.labels == "folders":
             return load_classification_config(self._data_source(), splits, warn=warn)
         config = load_data_config(self._data_source(), splits)
         for message in check_task_data(config, task.name, config.get("yaml_file")):
             if warn:
                 warnings.warn(message, stacklevel=3)
-        return config
+        return task.complete_data(config)
 
     def _build_dataset(self, config: dict[str, Any], split: str, batch: int, cache_images: bool = True) -> Dataset:
         """The dataset the task's trainer builds (detect: YOLODataset with rect validation; RT-DETR, classify: theirs);
@@ -352,8 +353,12 @@ class YOLODataModule(L.LightningDataModule):
         return self.task.build_dataset(hyp, str(config[split]), batch, config, mode)
 
     def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
-        """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines."""
+        """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines
+        (masks and depth maps: about each image Ultralytics would skip)."""
         source = config[split]
+        if self.task.labels != "rows" and (self.task.labels != "masks" or config.get("masks_dir")):
+            self._report_label_problems(find_dense_label_problems(source, config, self.task.labels), source, split)
+            return
         if (missing := missing_labels_message(source, split)) is not None:
             if split == "train":
                 raise DatasetError(missing)
@@ -361,6 +366,11 @@ class YOLODataModule(L.LightningDataModule):
                 warnings.warn(missing, stacklevel=2)
             return
         problems = find_label_problems(source, config["nc"], self.task.name, config.get("kpt_shape"))
+        self._report_label_problems(problems, source, split)
+
+    @staticmethod
+    def _report_label_problems(problems: list[Any], source: Any, split: str) -> None:
+        """Refuse a split whose every image has an invalid label; warn about the others."""
         if not problems:
             return
         message = report_label_problems(problems, split)
@@ -371,7 +381,7 @@ class YOLODataModule(L.LightningDataModule):
     def _build_label_cache(self, config: dict[str, Any], split: str) -> None:
         """Build the split's dataset without loading its images (Ultralytics writes its label cache; ``setup`` loads
         them for ``cache="ram"``), write ``cache="disk"``'s files, report the images it skipped as unusable."""
-        if not self.task.finds_objects:  # ClassificationDataset verifies (and reports) its images, loads them lazily
+        if self.task.labels == "folders":  # ClassificationDataset verifies (and reports) its images, loads them lazily
             self._write_disk_cache(self._build_dataset(config, split, self._per_rank_batch(split)))
             return
         # Only skipped images are opened again: Ultralytics' reason for an unreadable one is its failed HEIF import
@@ -390,7 +400,8 @@ class YOLODataModule(L.LightningDataModule):
                 else f"no usable image in the '{split}' split ({len(unusable)} of {len(set(images))} are unusable)"
             )
             raise DatasetError(f"{what}: {listed}{more}; replace or remove these files") from e
-        scanned = images[: len(dataset.label_files)]  # Ultralytics keeps the first images when fraction < 1
+        fraction = dataset.fraction  # Ultralytics keeps the first images when fraction < 1 (BaseDataset.get_img_files)
+        scanned = images[: fraction if isinstance(fraction, int) else max(1, round(len(images) * fraction))]
         kept = set(dataset.im_files)
         for image, reason in unusable_images(f for f in scanned if f not in kept).items():
             warnings.warn(f"{image}: skipped, {reason}", stacklevel=2)

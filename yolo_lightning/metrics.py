@@ -15,8 +15,9 @@ import torch
 from torchmetrics import Metric
 from torchmetrics.detection import MeanAveragePrecision
 from torchmetrics.utilities import dim_zero_cat
-from ultralytics.utils.metrics import ClassifyMetrics, ConfusionMatrix, DetMetrics
+from ultralytics.utils.metrics import ClassifyMetrics, ConfusionMatrix, DepthMetrics, DetMetrics, SemanticMetrics
 
+from yolo_lightning.dense_metrics import DepthEstimationMetrics, SemanticSegmentationMetrics
 from yolo_lightning.reports import classification_table, per_class_table
 from yolo_lightning.tasks import DETECT, Task
 
@@ -26,9 +27,11 @@ MEAN_F1_KEY = "metrics/F1(B)"
 PER_CLASS_METRICS = {"precision": "p", "recall": "r", "F1": "f1", "mAP50": "ap50", "mAP50-95": "ap"}
 
 
-def validation_metrics(task: Task, names: dict[int, str]) -> DetectionMetrics | ClassificationMetrics:
-    """The validation Metric of ``task``: object tasks share DetectionMetrics, classify has its own."""
-    return DetectionMetrics(names, task) if task.finds_objects else ClassificationMetrics(names)
+def validation_metrics(task: Task, names: dict[int, str]) -> Metric:
+    """The validation Metric of ``task``, by the Ultralytics metrics class it reproduces: the object tasks share
+    DetectionMetrics (their metrics classes collect the same per-image statistics)."""
+    own = _METRICS_OF.get(task.metrics_class)
+    return own(names) if own is not None else DetectionMetrics(names, task)
 
 
 class DetectionMetrics(Metric):
@@ -221,6 +224,13 @@ def _as_numpy(state: list[torch.Tensor] | torch.Tensor) -> np.ndarray:
     if isinstance(state, list) and not state:
         return np.zeros(0, dtype=np.float32)
     return dim_zero_cat(state).cpu().numpy()
+
+
+_METRICS_OF: dict[type, Callable[[dict[int, str]], Metric]] = {
+    ClassifyMetrics: ClassificationMetrics,
+    SemanticMetrics: SemanticSegmentationMetrics,
+    DepthMetrics: DepthEstimationMetrics,
+}
 
 
 class EpochLossMeans:

@@ -3,7 +3,6 @@ its model, the checks between the two."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import torch
@@ -115,7 +114,7 @@ def preprocess_batch(task: Task, model: nn.Module, device: torch.device, batch: 
     """The task trainer's own ``preprocess_batch`` (images to float in [0, 1]; ``multi_scale``'s random size for the
     detection family), run on the trainer attributes it reads (its ``stride``: the model's largest, at least 32)."""
     stride = max(int(model.stride.max()) if hasattr(model, "stride") else 32, 32)
-    return task.trainer_class.preprocess_batch(SimpleNamespace(device=device, args=model.args, stride=stride), batch)
+    return task.trainer_class.preprocess_batch(task.trainer_view(device=device, args=model.args, stride=stride), batch)
 
 
 def training_criterion(model: nn.Module, weights: torch.Tensor | None, epoch: int) -> object:

@@ -41,6 +41,10 @@ _SHIFT = 4  # cv2 sub-pixel bits
 _SPLITS = ("train", "val")
 _KEYPOINTS = ("top", "right", "bottom", "left")  # extreme points of the outline, in this order
 _CROP_PAD = 0.1  # classify crops: the box grown by this fraction of its size on each side
+_SEMANTIC_NAMES = {**SYNTHETIC_NAMES, len(SYNTHETIC_NAMES): "background"}  # background last, as Ultralytics' polygons
+_DEPTH_SCALE = 1000  # depth PNG value 1000 = 1 metre (Ultralytics' depth8)
+_FLOOR_DEPTH = (4.0, 8.0)  # metres: the background is a floor, nearest at the image's bottom row
+_OBJECT_DEPTH = 1.2  # metres x (image side / object side): a larger object is nearer (2.4 to 4 m)
 _NAME = re.compile(r"synthetic(\d*)")  # what `data=` takes: "synthetic" or "synthetic<N>" (as coco8, coco128)
 _DEFAULT_TRAIN = 128
 _VAL_PER_TRAIN = 4  # "synthetic<N>": N training and N // 4 validation images (the default's 128 and 32)
@@ -192,6 +196,42 @@ def _yolo_writer(label: _LabelFormat) -> _ImageWriter:
     return write
 
 
+def _dense_writer(folder: str, dense_map: Callable[[list[_Shape], int], np.ndarray]) -> _ImageWriter:
+    """An image writer saving images/<split>/<stem>.png and the per-pixel map `dense_map(shapes, imgsz)` (uint8 or
+    uint16) as <folder>/<split>/<stem>.png."""
+
+    def write(directory: Path, split: str, stem: str, image: np.ndarray, shapes: list[_Shape]) -> None:
+        """Save the image and its per-pixel map."""
+        _imwrite(directory / "images" / split / f"{stem}.png", image)
+        _imwrite(directory / folder / split / f"{stem}.png", dense_map(shapes, image.shape[0]))
+
+    return write
+
+
+def _semantic_mask(shapes: list[_Shape], imgsz: int) -> np.ndarray:
+    """Class id per pixel (uint8): each shape filled in drawing order over the background class."""
+    mask = np.full((imgsz, imgsz), len(SYNTHETIC_NAMES), dtype=np.uint8)
+    for shape in shapes:
+        _fill(mask, shape, shape.cls)
+    return mask
+
+
+def _depth_map(shapes: list[_Shape], imgsz: int) -> np.ndarray:
+    """Depth per pixel as a uint16 PNG value (metres x _DEPTH_SCALE): a floor, the shapes as upright planes."""
+    near, far = _FLOOR_DEPTH
+    rows = np.linspace(far, near, imgsz, dtype=np.float64)  # the top row is farthest
+    depth = np.repeat(rows[:, None], imgsz, axis=1)
+    for shape in shapes:
+        side = float((shape.box[2:] - shape.box[:2]).max())
+        _fill(depth, shape, _OBJECT_DEPTH * imgsz / side)
+    return np.rint(depth * _DEPTH_SCALE).astype(np.uint16)
+
+
+def _fill(values: np.ndarray, shape: _Shape, value: float) -> None:
+    """Set `value` inside the shape's outline (hard edges: every pixel whose centre the drawn shape covers)."""
+    _draw(values, shape.cls, shape.points, value, cv2.LINE_8)
+
+
 def _write_crops(directory: Path, split: str, stem: str, image: np.ndarray, shapes: list[_Shape]) -> None:
     """Save each object's box, padded by _CROP_PAD and clipped to the image, as <split>/<class name>/<stem>_<k>.png."""
     for k, shape in enumerate(shapes):
@@ -282,10 +322,15 @@ def _data_yaml(final: Path, **extra: object) -> str:
 
 def _yolo_task(prefix: str, label: _LabelFormat, **extra: object) -> _Task:
     """A task stored as images/ + labels/ with a data.yaml (written last)."""
+    return _data_yaml_task(prefix, "labels", _yolo_writer(label), **extra)
+
+
+def _data_yaml_task(prefix: str, folder: str, write: _ImageWriter, **extra: object) -> _Task:
+    """A task stored as images/ + `folder`/ (labels, masks, depth) with a data.yaml (written last)."""
     return _Task(
         prefix=prefix,
-        folders=("images/{split}", "labels/{split}"),
-        write=_yolo_writer(label),
+        folders=("images/{split}", f"{folder}/{{split}}"),
+        write=write,
         marker="data.yaml",
         marker_text=partial(_data_yaml, **extra),
         data="data.yaml",
@@ -303,6 +348,13 @@ _TASKS: dict[str, _Task] = {
         kpt_names={c: list(_KEYPOINTS) for c in SYNTHETIC_NAMES},
     ),
     "obb": _yolo_task("synthetic-obb", _obb_label),
+    "semantic": _data_yaml_task(
+        "synthetic-semantic", "masks", _dense_writer("masks", _semantic_mask), masks_dir="masks", names=_SEMANTIC_NAMES
+    ),
+    "depth": _data_yaml_task(
+        "synthetic-depth", "depth", _dense_writer("depth", _depth_map), names={0: "depth"}, depth_scale=_DEPTH_SCALE,
+        max_depth=10.0,  # metres: DepthMetrics scores pixels below it (Ultralytics' default 100)
+    ),
     # Ultralytics numbers the class folders alphabetically (circle, square, star, triangle). Every split gets every
     # class folder; a split of >= 4 images holds a crop of every class in practice (the star is always placed, the
     # common classes take turns; checked for seeds 0-199), smaller ones may leave a folder empty.
@@ -399,16 +451,18 @@ def _outline(rng: np.random.Generator, cls: int, side: float) -> np.ndarray:
     return points * side / (points.max(0) - points.min(0)).max()
 
 
-def _draw(image: np.ndarray, cls: int, points: np.ndarray, colour: tuple[int, int, int]) -> None:
-    """Fill the shape in place with anti-aliased edges (`points` in pixel-edge coordinates)."""
+def _draw(
+    image: np.ndarray, cls: int, points: np.ndarray, colour: tuple[int, int, int] | float, line: int = cv2.LINE_AA
+) -> None:
+    """Fill the shape in place, anti-aliased unless `line` says otherwise (`points` in pixel-edge coordinates)."""
     scale = 1 << _SHIFT
     points = points - 0.5  # cv2 puts pixel centres on integer coordinates
     if cls == 1:
         centre = tuple(int(v) for v in (points.mean(0) * scale).round())
         radius = round(float(points[:, 0].max() - points[:, 0].min()) / 2 * scale)
-        cv2.circle(image, centre, radius, colour, -1, cv2.LINE_AA, _SHIFT)
+        cv2.circle(image, centre, radius, colour, -1, line, _SHIFT)
     else:
-        cv2.fillPoly(image, [(points * scale).round().astype(np.int32)], colour, cv2.LINE_AA, _SHIFT)
+        cv2.fillPoly(image, [(points * scale).round().astype(np.int32)], colour, line, _SHIFT)
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:

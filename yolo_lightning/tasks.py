@@ -29,28 +29,39 @@ from ultralytics.models.yolo.detect import (
     DetectionValidator,
 )
 from ultralytics.models.yolo.obb import OBBPredictor, OBBTrainer, OBBValidator
+from ultralytics.models.yolo.depth import DepthPredictor, DepthTrainer, DepthValidator
 from ultralytics.models.yolo.pose import PosePredictor, PoseTrainer, PoseValidator
 from ultralytics.models.yolo.segment import (
     SegmentationPredictor,
     SegmentationTrainer,
     SegmentationValidator,
 )
+from ultralytics.models.yolo.semantic import (
+    SemanticSegmentationPredictor,
+    SemanticSegmentationTrainer,
+    SemanticSegmentationValidator,
+)
 from ultralytics.nn.tasks import (
     ClassificationModel,
+    DepthModel,
     DetectionModel,
     OBBModel,
     PoseModel,
     RTDETRDetectionModel,
     SegmentationModel,
+    SemanticSegmentationModel,
     guess_model_task,
 )
 from ultralytics.utils import IterableSimpleNamespace
+from ultralytics.data.utils import add_polygon_background
 from ultralytics.utils.metrics import (
     ClassifyMetrics,
+    DepthMetrics,
     DetMetrics,
     OBBMetrics,
     PoseMetrics,
     SegmentMetrics,
+    SemanticMetrics,
 )
 
 from yolo_lightning.errors import ConfigurationError
@@ -88,6 +99,11 @@ def _pose_model_kwargs(data: dict[str, Any]) -> dict[str, Any]:
     return {"data_kpt_shape": list(data["kpt_shape"])}
 
 
+def _data_as_read(data: dict[str, Any]) -> dict[str, Any]:
+    """The dataset config as check_det_dataset reads it."""
+    return data
+
+
 def _no_data_attributes(data: dict[str, Any], nc: int) -> dict[str, Any]:
     return {}
 
@@ -122,6 +138,11 @@ class Task:
         finds_objects: boxes, NMS, mosaic, ``max_det``; False for classify.
         val_shuffled: the validation loader is shuffled like the training one (classify: build_dataloader's default).
         coco_cross_check: axis-aligned boxes torchmetrics' COCO mAP can cross-check (detect).
+        labels: how the data stores its labels: ``"rows"`` (YOLO txt files), ``"folders"`` (an image-folder tree),
+            ``"masks"`` (a class id per pixel: ``masks_dir`` PNGs, else polygon rows), ``"depth"`` (depth maps).
+        multi_scale: the trainer's ``preprocess_batch`` resizes batches for ``multi_scale`` (not classify).
+        complete_data: what the task's trainer ``get_dataset`` adds to the dataset config (semantic polygons: a
+            background class).
     """
 
     name: str
@@ -139,6 +160,16 @@ class Task:
     finds_objects: bool = True
     val_shuffled: bool = False
     coco_cross_check: bool = False
+    labels: str = "rows"
+    multi_scale: bool = True
+    complete_data: Callable[[dict[str, Any]], dict[str, Any]] = _data_as_read
+
+    def trainer_view(self, **attributes: Any) -> Any:
+        """An instance of the task's Ultralytics trainer, not initialised, holding only ``attributes``: what its
+        methods (``preprocess_batch``, plotting, ``get_class_counts``) read, so yolo-lightning calls them as they are."""
+        view = object.__new__(self.trainer_class)
+        view.__dict__.update(attributes)
+        return view
 
     @property
     def is_rtdetr(self) -> bool:
@@ -166,18 +197,25 @@ OBB = Task("obb", OBBModel, OBBValidator, OBBMetrics, OBBTrainer, OBBPredictor, 
 CLASSIFY = Task(
     "classify", ClassificationModel, ClassificationValidator, ClassifyMetrics, ClassificationTrainer,
     ClassificationPredictor, (), build_dataset=_classification_dataset, default_imgsz=224,
-    finds_objects=False, val_shuffled=True,
+    finds_objects=False, val_shuffled=True, labels="folders", multi_scale=False,
 )  # fmt: skip
-TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, POSE, OBB, CLASSIFY)}
-UNSUPPORTED = ("semantic", "depth")  # shipped by this Ultralytics version; see README "Tasks"
+SEMANTIC = Task(
+    "semantic", SemanticSegmentationModel, SemanticSegmentationValidator, SemanticMetrics, SemanticSegmentationTrainer,
+    SemanticSegmentationPredictor, (), val_batch_factor=1, finds_objects=False, labels="masks",
+    complete_data=add_polygon_background,
+)  # fmt: skip
+DEPTH = Task(
+    "depth", DepthModel, DepthValidator, DepthMetrics, DepthTrainer, DepthPredictor, (), val_batch_factor=1,
+    finds_objects=False, labels="depth",
+)  # fmt: skip
+TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, SEMANTIC, DEPTH, CLASSIFY, POSE, OBB)}
 
 
 def task_named(name: str) -> Task:
-    """The Task called ``name`` (``detect``, ``segment``, ``pose``, ``obb``, ``classify``), or a clear error."""
+    """The Task called ``name`` (one of Ultralytics' ``TASKS``), or a clear error."""
     if name in TASKS:
         return TASKS[name]
-    hint = " (shipped by Ultralytics, not supported by yolo-lightning yet)" if name in UNSUPPORTED else ""
-    raise ConfigurationError(f"task={name!r}{hint}: choose one of {', '.join(TASKS)}.")
+    raise ConfigurationError(f"task={name!r}: choose one of {', '.join(TASKS)}.")
 
 
 def task_of(cfg: dict[str, Any], task: str | None = None) -> Task:

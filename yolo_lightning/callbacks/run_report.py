@@ -62,18 +62,18 @@ class RunReport(L.Callback):
             return
         write_text_atomically(self._root(trainer) / "args.yaml", yaml.safe_dump(_plain(pl_module.ultralytics_train_args())))
         if pl_module.hparams.plots and trainer.current_epoch == 0 and _has_yolo_data(trainer):
-            pl_module.task.trainer_class.plot_training_labels(self._trainer_view(trainer))
+            pl_module.task.trainer_class.plot_training_labels(self._trainer_view(trainer, pl_module))
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         """The first training batches, as Ultralytics draws them (after pre-processing)."""
         ni = batch_idx + trainer.num_training_batches * trainer.current_epoch
         if trainer.is_global_zero and pl_module.hparams.plots and ni in PLOTTED_TRAIN_BATCHES and _has_yolo_data(trainer):
-            pl_module.task.trainer_class.plot_training_samples(self._trainer_view(trainer), dict(batch), ni)
+            pl_module.task.trainer_class.plot_training_samples(self._trainer_view(trainer, pl_module), dict(batch), ni)
 
-    def _trainer_view(self, trainer: L.Trainer) -> SimpleNamespace:
-        """The few attributes the task trainer's plotting methods read from an Ultralytics trainer."""
+    def _trainer_view(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Any:
+        """The task's trainer holding the few attributes its plotting methods read."""
         datamodule = trainer.datamodule
-        return SimpleNamespace(
+        return pl_module.task.trainer_view(
             save_dir=self._root(trainer), on_plot=self._collect, data=datamodule.data_config,
             train_loader=SimpleNamespace(dataset=datamodule.train_dataset),
         )  # fmt: skip

@@ -7,7 +7,7 @@ from ultralytics.data.utils import IMG_FORMATS
 from yolo_lightning.errors import ConfigurationError
 
 SPLITS = ("train", "val", "test")
-DATA_TASKS = ("detect", "segment", "pose", "obb", "classify")  # the tasks whose data these checks know
+DATA_TASKS = ("detect", "segment", "semantic", "depth", "classify", "pose", "obb")  # the tasks whose data these checks know
 YAML_SUFFIXES = (".yaml", ".yml")
 IMAGE_SUFFIXES = ", ".join(sorted(IMG_FORMATS))  # the image extensions Ultralytics loads, for messages
 

@@ -19,14 +19,14 @@ from yolo_lightning.data_checks.task_keys import kpt_shape_or_none
 
 @dataclass(frozen=True)
 class LabelProblem:
-    """One label line that does not fit the task (1-based line number).
+    """One label line that does not fit the task (1-based line number; None for a per-pixel label file as a whole).
 
     ``skipped``: Ultralytics skips the image of this label file (True), or loads the line as it is although it does not
     fit the task (False: e.g. a pose visibility of 3, trained as visible, or an OBB polygon of 3 points).
     """
 
     file: Path
-    line: int
+    line: int | None
     reason: str
     skipped: bool = True
 
@@ -96,7 +96,7 @@ def report_label_problems(problems: list[LabelProblem], split: str, max_listed: 
 
 def _listed(problems: list[LabelProblem], max_listed: int) -> list[str]:
     """The 'file:line: reason' lines of at most max_listed problems, then how many more there are."""
-    lines = [f"  {p.file}:{p.line}: {p.reason}" for p in problems[:max_listed]]
+    lines = [f"  {p.file}{'' if p.line is None else f':{p.line}'}: {p.reason}" for p in problems[:max_listed]]
     if len(problems) > max_listed:
         lines.append(f"  ... and {len(problems) - max_listed} more")
     return lines

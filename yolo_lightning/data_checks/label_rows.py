@@ -189,6 +189,10 @@ _LABEL_FORMATS: dict[str, LabelFormat] = {  # the tasks with YOLO txt labels
         _box_row,
         polygons="segment needs polygon rows 'class x1 y1 x2 y2 x3 y3 ...' (at least 3 points, normalized 0-1)",
     ),
+    "semantic": LabelFormat(  # without masks_dir, PolygonSemanticDataset rasterizes polygon rows
+        _box_row,
+        polygons="semantic without 'masks_dir' needs polygon rows 'class x1 y1 x2 y2 x3 y3 ...' (normalized 0-1)",
+    ),
     "pose": LabelFormat(_pose_row, keypoints=True),
     "obb": LabelFormat(
         _obb_row, polygons="obb needs rows of 4 corner points 'class x1 y1 x2 y2 x3 y3 x4 y4' (normalized 0-1)"

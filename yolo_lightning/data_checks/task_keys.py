@@ -1,4 +1,5 @@
-"""Check the data YAML keys each task reads besides the splits and classes: kpt_shape, flip_idx, kpt_oks_sigmas."""
+"""Check the data YAML keys each task reads besides the splits and classes: kpt_shape, flip_idx, kpt_oks_sigmas
+(pose), masks_dir and label_mapping (semantic), depth_scale and max_depth (depth)."""
 
 from __future__ import annotations
 
@@ -133,9 +134,43 @@ def _check_flip_idx_type(flip_idx: Any, where: str) -> None:
         raise DatasetError(f"{where}: 'flip_idx: {flip_idx!r}' must be a list of keypoint indices")
 
 
+def _check_semantic_data(config: dict, at: Callable[[str], str]) -> list[str]:
+    """Semantic: masks_dir is a folder name; label_mapping maps raw mask ids to class ids or 'ignore_label'."""
+    masks_dir = config.get("masks_dir")
+    if masks_dir is not None and (not isinstance(masks_dir, str) or not masks_dir.strip()):
+        raise DatasetError(
+            f"{at('masks_dir')}: 'masks_dir: {masks_dir!r}' must name the mask folder that mirrors images/ "
+            "(e.g. 'masks_dir: masks' for images/train -> masks/train)"
+        )
+    mapping = config.get("label_mapping")
+    if mapping is None:
+        return []
+    nc = len(config["names"])
+    good = isinstance(mapping, dict) and all(
+        _is_int(k) and (v in (None, "ignore_label", 255) or (_is_int(v) and 0 <= v < nc)) for k, v in mapping.items()
+    )
+    if not good:
+        raise DatasetError(
+            f"{at('label_mapping')}: 'label_mapping' must map raw mask ids (integers) to class ids 0..{nc - 1}, 255 "
+            f"or 'ignore_label', got {mapping!r}"
+        )
+    return []
+
+
+def _check_depth_data(config: dict, at: Callable[[str], str]) -> list[str]:
+    """Depth: depth_scale (PNG value per metre) and max_depth (metres) are positive numbers."""
+    for key, meaning in (("depth_scale", "the PNG value of 1 metre, e.g. 1000"), ("max_depth", "in metres")):
+        value = config.get(key)
+        if value is not None and (not _is_number(value) or not value > 0 or value == float("inf")):
+            raise DatasetError(f"{at(key)}: '{key}: {value!r}' must be a positive number ({meaning})")
+    return []
+
+
 _DATA_CHECKS: dict[str, tuple[Callable[[dict, Callable[[str], str]], list[str]], ...]] = {
     "detect": (_check_kpt_shape,),
     "segment": (_check_kpt_shape,),
+    "semantic": (_check_semantic_data,),
+    "depth": (_check_depth_data,),
     "pose": (_check_pose_data,),
     "obb": (_check_kpt_shape,),
     "classify": (),

@@ -37,7 +37,8 @@ class UltralyticsProgressBar(TQDMProgressBar):
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         """Note the batch's instances and image size (known on the host: no sync)."""
-        self._columns = {"instances": len(batch["cls"]), "size": int(batch["img"].shape[-1])}
+        instances = len(batch.get("cls", batch["img"]))  # as BaseTrainer: per-pixel tasks count their images
+        self._columns = {"instances": instances, "size": int(batch["img"].shape[-1])}
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -59,6 +59,8 @@ def _problem(image: str, file: str, message: str, labels: str) -> LabelProblem:
     """A rejected image's problem: the missing or faulty mask/depth file, or the image itself."""
     kind = _KINDS[labels]
     if not os.path.isfile(file):
+        if labels == "depth":  # Ultralytics looks for <stem>.png, then <stem>.npy (float metres)
+            return LabelProblem(Path(file).with_suffix(".png"), None, f"missing (nor .npy): the {kind} of {image}")
         return LabelProblem(Path(file), None, f"missing: the {kind} of {image}")
     reason = message.split(": ignoring corrupt ", 1)[-1].split(": ", 1)[-1]
     if kind.split()[0] in reason:  # "mask size ... does not match", "mask ids [...] are not ...", "depth map ..."

@@ -138,7 +138,13 @@ def test_best_pt_loads_as_its_task_in_plain_ultralytics_and_the_run_folder_is_co
                 "val_batch0_pred.jpg"}  # fmt: skip
     if task == "semantic":
         expected |= {"iou_bar_chart.png", "confusion_matrix.png", "confusion_matrix_normalized.png"}
+    else:  # DepthTrainer's output calibration, written into best.pt and last.pt after the final validation
+        expected.add("val_batch0_calibrated.jpg")
+        for name in ("best.pt", "last.pt"):
+            calibration = torch.load(run / "weights" / name, weights_only=False)["depth_calibration"]
+            assert calibration["status"] == "selected" and calibration["validation_split"] == "images/val"
     assert expected <= {p.name for p in run.iterdir()}
+    assert not [p for p in (run / "weights").iterdir() if p.name.startswith(".")]  # no temporary file left
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
     assert {"metrics/mIoU", "metrics/pixel_acc"} <= set(header) if task == "semantic" else "metrics/delta1" in header
 

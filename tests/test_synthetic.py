@@ -7,6 +7,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import yaml
@@ -257,7 +258,7 @@ def task_data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def test_tasks_folders_and_return_values(task_data: dict[str, Path]) -> None:
-    assert SYNTHETIC_TASKS == ("detect", "segment", "pose", "obb", "classify")
+    assert SYNTHETIC_TASKS == ("detect", "segment", "pose", "obb", "semantic", "depth", "classify")
     suffix = f"v{_FORMAT_VERSION}-n8-v4-s64-seed0"
     root = task_data["detect"].parent.parent
     for task in YOLO_TASKS:
@@ -281,14 +282,36 @@ def test_same_images_for_every_task(task_data: dict[str, Path]) -> None:
 
     detect = images(task_data["detect"].parent)
     assert len(detect) == 12
-    for task in ("segment", "pose", "obb"):
+    for task in ("segment", "pose", "obb", "semantic", "depth"):
         assert images(task_data[task].parent) == detect
 
 
+def test_semantic_masks_hold_the_objects_of_the_labels_over_a_background_class(task_data: dict[str, Path]) -> None:
+    config = yaml.safe_load(task_data["semantic"].read_text())
+    assert config["masks_dir"] == "masks" and config["names"] == {**SYNTHETIC_NAMES, 4: "background"}
+    for mask_file in sorted((task_data["semantic"].parent / "masks" / "train").glob("*.png")):
+        mask = cv2.imread(str(mask_file), cv2.IMREAD_UNCHANGED)
+        rows = (task_data["segment"].parent / "labels" / "train" / f"{mask_file.stem}.txt").read_text().split("\n")
+        objects = {int(row.split()[0]) for row in rows if row}
+        assert mask.dtype == np.uint8 and mask.shape == (64, 64)
+        assert set(np.unique(mask)) - {4} <= objects  # a shape may be covered by a later one
+        assert (mask == 4).sum() > 0.25 * mask.size  # the background is the common class
+
+
+def test_depth_maps_are_a_floor_with_nearer_objects(task_data: dict[str, Path]) -> None:
+    config = yaml.safe_load(task_data["depth"].read_text())
+    assert config["names"] == {0: "depth"} and config["depth_scale"] == 1000
+    for depth_file in sorted((task_data["depth"].parent / "depth" / "train").glob("*.png")):
+        depth = cv2.imread(str(depth_file), cv2.IMREAD_UNCHANGED)
+        assert depth.dtype == np.uint16 and depth.shape == (64, 64)
+        assert 2400 <= depth.min() and depth.max() <= 8000  # metres x 1000: objects 2.4-4 m, the floor 4-8 m
+        assert depth[0].max() == 8000 and depth[-1].min() <= 4000  # the top row is farthest
+
+
 def test_unknown_task_raises(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="detect, segment, pose, obb, classify") as error:
-        synthetic_data("semantic", tmp_path, **TINY)
-    assert "'semantic'" in str(error.value)
+    with pytest.raises(ValueError, match="detect, segment, pose, obb, semantic, depth, classify") as error:
+        synthetic_data("panoptic", tmp_path, **TINY)
+    assert "'panoptic'" in str(error.value)
     assert not any(tmp_path.iterdir()), "nothing may be written for an unknown task"
 
 

@@ -356,8 +356,10 @@ def test_refused_splits_agree_with_ultralytics_yolodataset(
 def test_label_checks_refuse_classify_and_unknown_tasks(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="use load_classification_config"):
         find_label_problems(tmp_path, nc=2, task="classify")
-    with pytest.raises(ConfigurationError, match="unknown task 'depth'"):
+    with pytest.raises(ConfigurationError, match="depth has no label rows"):
         find_label_problems(tmp_path, nc=2, task="depth")
+    with pytest.raises(ConfigurationError, match="unknown task 'panoptic'"):
+        find_label_problems(tmp_path, nc=2, task="panoptic")
 
 
 # --- report: lines Ultralytics loads anyway ---------------------------------------------------------------
@@ -453,8 +455,8 @@ def test_check_task_data_without_yaml_path_and_unknown_task(originals: dict[str,
     config = {**_config(originals["pose"]), "kpt_shape": [4, 4]}
     with pytest.raises(DatasetError, match=r"^the data config: 'kpt_shape: \[4, 4\]'"):
         check_task_data(config, "pose")
-    with pytest.raises(ConfigurationError, match="unknown task 'semantic'"):
-        check_task_data(config, "semantic")
+    with pytest.raises(ConfigurationError, match="unknown task 'panoptic'"):
+        check_task_data(config, "panoptic")
     assert check_task_data(config, "classify") == []
 
 

@@ -64,6 +64,7 @@ from ultralytics.utils.metrics import (
     SemanticMetrics,
 )
 
+from yolo_lightning.depth_calibration import calibrate_depth_weights
 from yolo_lightning.errors import ConfigurationError
 
 GRID_STRIDE = 32  # DetectionTrainer rounds imgsz to max(model stride, 32); every shipped detector has stride 32
@@ -143,6 +144,8 @@ class Task:
         multi_scale: the trainer's ``preprocess_batch`` resizes batches for ``multi_scale`` (not classify).
         complete_data: what the task's trainer ``get_dataset`` adds to the dataset config (semantic polygons: a
             background class).
+        calibrate_weights: what the task's trainer does to best.pt and last.pt after the final validation, as
+            ``(weights, validation dataset, batch, device, data, plot folder)`` (depth: the output calibration).
     """
 
     name: str
@@ -163,6 +166,7 @@ class Task:
     labels: str = "rows"
     multi_scale: bool = True
     complete_data: Callable[[dict[str, Any]], dict[str, Any]] = _data_as_read
+    calibrate_weights: Callable[..., None] | None = None
 
     def trainer_view(self, **attributes: Any) -> Any:
         """An instance of the task's Ultralytics trainer, not initialised, holding only ``attributes``: what its
@@ -206,7 +210,7 @@ SEMANTIC = Task(
 )  # fmt: skip
 DEPTH = Task(
     "depth", DepthModel, DepthValidator, DepthMetrics, DepthTrainer, DepthPredictor, (), val_batch_factor=1,
-    finds_objects=False, labels="depth",
+    finds_objects=False, labels="depth", calibrate_weights=calibrate_depth_weights,
 )  # fmt: skip
 TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, SEMANTIC, DEPTH, CLASSIFY, POSE, OBB)}
 

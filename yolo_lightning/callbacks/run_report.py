@@ -124,6 +124,8 @@ class RunReport(L.Callback):
         with _InfiniteBarrier():
             if trainer.is_global_zero and self.final_validation and best.is_file():
                 self._validate_best(trainer, pl_module, best)
+            if trainer.is_global_zero and pl_module.task.calibrate_weights is not None and _has_yolo_data(trainer):
+                self._calibrate(trainer, pl_module, [best, best.with_name("last.pt")])
         if trainer.is_global_zero and best.is_file():
             rank_zero_info(f"Best weights: {best} (loads in ultralytics.YOLO and YOLOModule(model=...))")
 
@@ -145,6 +147,15 @@ class RunReport(L.Callback):
             self.final_metrics = validate_weights(settings)
         else:
             self.final_metrics = validate_weights_in_new_process(settings, self._root(trainer))
+
+    def _calibrate(self, trainer: L.Trainer, pl_module: L.LightningModule, weights: list[Path]) -> None:
+        """What the task's trainer does to its weights after the final validation (depth: the output calibration)."""
+        datamodule = trainer.datamodule
+        plot_dir = self._root(trainer) if pl_module.hparams.plots else None
+        pl_module.task.calibrate_weights(
+            weights, datamodule.val_dataset, datamodule.validation_batch(), trainer.strategy.root_device,
+            datamodule.data_config, plot_dir,
+        )  # fmt: skip
 
     # --------------------------------------------------------------------------------------------- helpers
     @staticmethod

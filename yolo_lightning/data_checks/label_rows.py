@@ -49,6 +49,8 @@ def label_format_for(task: str) -> LabelFormat:
         raise ConfigurationError(
             "classify has no label files (its classes are folders): use load_classification_config"
         )
+    if task == "depth":
+        raise ConfigurationError("depth has no label rows (its labels are depth maps): use find_dense_label_problems")
     raise unknown_task_error(task)
 
 

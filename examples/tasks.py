@@ -1,9 +1,10 @@
 """Train any Ultralytics task on the embedded synthetic dataset, served in that task's format:
 
-    python examples/tasks.py --task segment        # detect, segment, pose, obb or classify
+    python examples/tasks.py --task segment        # detect, segment, semantic, depth, classify, pose or obb
 
 The task comes from the model (yolo26n-seg.yaml is a segment model), as with Ultralytics; the datamodule serves the
-matching dataset (data="synthetic": polygons, keypoints, rotated boxes or crops of the same shapes).
+matching dataset (data="synthetic": polygons, per-pixel masks, depth maps, crops, keypoints or rotated boxes of the same
+shapes).
 """
 
 import lightning as L
@@ -13,12 +14,13 @@ from common import example_parser, print_metrics
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 
-MODELS = {"detect": "yolo26n.yaml", "segment": "yolo26n-seg.yaml", "pose": "yolo26n-pose.yaml",
-          "obb": "yolo26n-obb.yaml", "classify": "yolo26n-cls.yaml"}  # fmt: skip
+MODELS = {"detect": "yolo26n.yaml", "segment": "yolo26n-seg.yaml", "semantic": "yolo26n-sem.yaml",
+          "depth": "yolo26n-depth.yaml", "classify": "yolo26n-cls.yaml", "pose": "yolo26n-pose.yaml",
+          "obb": "yolo26n-obb.yaml"}  # fmt: skip
 
 
 def main() -> None:
-    """Fit the task's YOLO26 model, then print its metrics (Ultralytics' keys: (B), (M), (P), accuracy_top1...)."""
+    """Fit the task's YOLO26 model, then print its metrics (Ultralytics' keys: (B), (M), (P), mIoU, delta1...)."""
     parser = example_parser(__doc__, epochs=30, root="runs/tasks")
     parser.add_argument("--task", choices=sorted(MODELS), default="segment")
     args = parser.parse_args()

@@ -62,7 +62,7 @@ def task_data(session_dir: Path) -> dict[str, Path]:
     """The tiny synthetic dataset of each task but detect (16 train / 8 val images at 64 px): data.yaml or folder."""
     from yolo_lightning.synthetic import synthetic_data
 
-    tasks = ("segment", "pose", "obb", "classify")
+    tasks = ("segment", "semantic", "depth", "classify", "pose", "obb")
     return {task: synthetic_data(task, session_dir / "tasks", n_train=16, n_val=8, imgsz=64) for task in tasks}
 
 

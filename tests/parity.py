@@ -8,6 +8,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 from ultralytics import YOLO
 from ultralytics.utils import NUM_THREADS
@@ -143,3 +144,17 @@ def run_lightning(
     finally:
         module_file.USER_THREADS = planned
     return record, module
+
+
+def assert_same_training(lightning: RunRecord, ultralytics: RunRecord, epochs: int) -> None:
+    """Every iteration's loss within rtol 1e-4, every epoch's validation metrics and losses within 1e-4 and its mean
+    training losses within rtol 1e-4 (the keys of both sides the same)."""
+    assert len(lightning.losses) == len(ultralytics.losses) > epochs
+    np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
+    for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics, strict=True):
+        for key in theirs:  # metrics/..., fitness, val/... losses
+            assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key
+    for ours, theirs in zip(lightning.epoch_train_losses, ultralytics.epoch_train_losses, strict=True):
+        assert set(ours) == set(theirs)
+        for key in theirs:
+            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key

@@ -97,10 +97,10 @@ def test_all_in_one_example_and_config(tiny_data_yaml, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["segment", "pose", "obb", "classify"])
+@pytest.mark.parametrize("task", ["segment", "semantic", "depth", "classify", "pose", "obb"])
 def test_task_example_and_config(task, task_data, tmp_path):
     keys = {"segment": "metrics/mAP50-95(M)", "pose": "metrics/mAP50(P)", "obb": "metrics/mAP50(B)",
-            "classify": "metrics/accuracy_top1"}  # fmt: skip
+            "classify": "metrics/accuracy_top1", "semantic": "metrics/mIoU", "depth": "metrics/delta1"}  # fmt: skip
     output = run_example_script("tasks.py", task_data[task], tmp_path / "script", "--task", task, "--epochs", "1")
     assert keys[task] in output and (tmp_path / "script" / task / "weights" / "best.pt").is_file()
     output = run_example_config(f"{task}.yaml", task_data[task], tmp_path / "config", "--trainer.max_epochs", "1")

@@ -20,6 +20,7 @@ import torch
 import yaml
 from parity import (
     AUGMENTATION_OFF,
+    assert_same_training,
     run_lightning,
     run_ultralytics,
     save_initial_weights,
@@ -70,15 +71,7 @@ def test_training_matches_the_task_trainer(task, start, task_data, tmp_path, req
     lightning, module = run_lightning(weights, data, tmp_path / "lightning", EPOCHS, epoch_seed=1, **RECIPE)
 
     assert module.task.name == task
-    assert len(lightning.losses) == len(ultralytics.losses) > EPOCHS
-    np.testing.assert_allclose(lightning.losses, ultralytics.losses, rtol=1e-4)
-    for ours, theirs in zip(lightning.epoch_metrics, ultralytics.epoch_metrics, strict=True):
-        for key in theirs:  # metrics/... of every part, fitness, val/... losses
-            assert ours[key] == pytest.approx(theirs[key], abs=1e-4), key
-    for ours, theirs in zip(lightning.epoch_train_losses, ultralytics.epoch_train_losses, strict=True):
-        assert set(ours) == set(theirs)
-        for key in theirs:
-            assert ours[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-6), key
+    assert_same_training(lightning, ultralytics, EPOCHS)
     if start == "yolo26 trained":
         assert max(v for k, v in ultralytics.epoch_metrics[-1].items() if k.startswith("metrics/")) > 0.005
 

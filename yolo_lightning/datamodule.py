@@ -62,8 +62,8 @@ STAGE_SPLITS = {  # the data.yaml splits each Trainer function reads
 
 
 class YOLODataModule(L.LightningDataModule):
-    """Serve an Ultralytics dataset the way the model's task trainer does: a ``data.yaml`` (detect, segment, pose, obb),
-    an image-folder tree (classify), or ``"synthetic"`` (the embedded shapes, in the task's format: 128 training and 32
+    """Serve an Ultralytics dataset the way the model's task trainer does: a ``data.yaml`` (detect, segment, semantic,
+    depth, pose, obb), an image-folder tree (classify), or ``"synthetic"`` (the embedded shapes, in the task's format: 128 training and 32
     validation images; ``"synthetic<N>"``: N and N // 4).
 
     The task is the trained module's (``YOLOModule.task``, inferred from its model as Ultralytics does); without a

@@ -14,7 +14,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torch import nn
 from ultralytics.cfg import DEFAULT_CFG
 from ultralytics.engine.results import Results
@@ -63,8 +63,9 @@ D = DEFAULT_CFG
 
 
 class YOLOModule(L.LightningModule):
-    """Train and validate an Ultralytics model of any task (detect, segment, pose, obb, classify; RT-DETR) exactly as
-    its Ultralytics trainer does (``DetectionTrainer``, ``SegmentationTrainer``...), inside ``lightning.Trainer``.
+    """Train and validate an Ultralytics model of any task (detect, segment, semantic, depth, classify, pose, obb;
+    RT-DETR) exactly as its Ultralytics trainer does (``DetectionTrainer``, ``SegmentationTrainer``...), inside
+    ``lightning.Trainer``.
 
     Hyper-parameters keep Ultralytics' train-argument names and defaults. The task comes from the model, as Ultralytics
     infers it; everything that differs per task is read from its ``Task`` description (``yolo_lightning.tasks``). The

@@ -10,7 +10,7 @@ METRIC_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", 
 
 
 def example_parser(
-    description: str, epochs: int, root: str, model: str = "yolo26n.yaml", data: str = "synthetic"
+    description: str, epochs: int | None, root: str, model: str = "yolo26n.yaml", data: str = "synthetic"
 ) -> argparse.ArgumentParser:
     """An ArgumentParser with the options every example takes (CI shortens runs with ``--epochs`` and ``--data``)."""
     parser = argparse.ArgumentParser(description=description)

@@ -296,3 +296,52 @@ def test_cli_trains_on_the_embedded_data_into_runs_task_train(task, tmp_path):
     assert ("mIoU" if task == "semantic" else "delta1") in output and "1 epochs completed in" in output
     best = tmp_path / "runs" / task / "train" / "weights" / "best.pt"
     assert torch.load(best, weights_only=False)["train_args"]["task"] == task
+
+
+# ------------------------------------------------------------------------------------------------------------ DDP
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(MODELS))
+def test_ddp_validation_with_uneven_shards_equals_one_process(task, dense_data, dense_trained, tmp_path):
+    """3 ranks, 8 validation images (3 + 3 + 2): every image counts once and every rank logs what one process does
+    (the confusion matrix and the per-image depth sums are added over the ranks)."""
+    weights, data = dense_trained[task], dense_data[task]
+    probe = Path(__file__).parent / "ddp_probe.py"
+    command = [sys.executable, str(probe), "tinyval", str(tmp_path), "--data", str(data), "--model", str(weights),
+               "--devices", "3", "--batch", "3"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(tmp_path / "one"))
+    single.validate(YOLOModule(model=str(weights), plots=False), YOLODataModule(data=str(data), imgsz=64, batch=1))
+    expected = {k: float(v) for k, v in single.callback_metrics.items() if k.startswith("metrics/")}
+    ranks = [json.loads((tmp_path / f"tinyval-validate-rank{r}.json").read_text()) for r in range(3)]
+    assert sum(r["images"] for r in ranks) == 8 and expected[FITNESS[task]] > 0.01
+    for rank in ranks:
+        assert {k: rank["logged"][k] for k in expected} == pytest.approx(expected, abs=1e-6)
+
+
+def test_depth_loss_gains_reach_ultralytics_loss():
+    """dlog, dgrad, dlam keep their Ultralytics names and reach DepthLoss26 through ``model.args``."""
+    module = YOLOModule(model=MODELS["depth"], names={0: "depth"}, dlog=2.0, dgrad=0.25, dlam=0.5)
+    module.model.args = module.ultralytics_args()
+    criterion = module.model.init_criterion()
+    assert (criterion.silog_weight, criterion.grad_weight, criterion.silog_lambda) == (2.0, 0.25, 0.5)
+
+
+@pytest.mark.slow
+def test_polygon_labels_train_a_semantic_model_with_a_background_class(tmp_path):
+    """Without masks_dir, polygon rows (a segment dataset) are rasterized with a background class added last, as
+    SemanticSegmentationTrainer does; best.pt validates in Ultralytics as in yolo-lightning."""
+    from ultralytics import YOLO
+
+    data = synthetic_data("segment", tmp_path / "data", n_train=8, n_val=4, imgsz=64)
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        default_root_dir=str(tmp_path / "run"))  # fmt: skip
+    module = YOLOModule(model=MODELS["semantic"], plots=False)
+    trainer.fit(module, YOLODataModule(data=str(data), imgsz=64, batch=4, workers=0))
+    assert module.model.names == {0: "square", 1: "circle", 2: "triangle", 3: "star", 4: "background"}
+    best = tmp_path / "run" / "weights" / "best.pt"
+    theirs = YOLO(str(best)).val(data=str(data), imgsz=64, batch=4, plots=False, verbose=False, project=str(tmp_path))
+    ours = _validate(best, data, tmp_path / "v")
+    for key, value in theirs.results_dict.items():
+        assert ours[key] == pytest.approx(value, abs=1e-5), key

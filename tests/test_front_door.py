@@ -30,6 +30,7 @@ from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.export import save_atomically, ultralytics_checkpoint
 from yolo_lightning.models import build_model
 from yolo_lightning.synthetic import synthetic_data
+from yolo_lightning.tasks import task_named
 
 RELEASE = inspect.signature(ultralytics_downloads.attempt_download_asset).parameters["release"].default
 WEIGHTS_URL = "https://github.com/ultralytics/assets/releases/download/{release}/{name}"
@@ -113,7 +114,8 @@ def test_official_detect_weights_by_name_download(assets: LocalAssets) -> None:
 @pytest.mark.parametrize(
     ("name", "task", "network_class"),
     [("yolo11n-cls.pt", "classify", "ClassificationModel"), ("yolo11n-seg.pt", "segment", "SegmentationModel"),
-     ("yolo11n-pose.pt", "pose", "PoseModel"), ("yolov8n-obb.pt", "obb", "OBBModel")],
+     ("yolo11n-pose.pt", "pose", "PoseModel"), ("yolov8n-obb.pt", "obb", "OBBModel"),
+     ("yolo26n-sem.pt", "semantic", "SemanticSegmentationModel"), ("yolo26n-depth.pt", "depth", "DepthModel")],
 )  # fmt: skip
 def test_official_weights_of_every_task_by_name(assets: LocalAssets, name: str, task: str, network_class: str) -> None:
     _save_weights(name.replace(".pt", ".yaml"), assets.serve(name))
@@ -149,6 +151,23 @@ def test_shipped_data_yaml_downloads_and_sets_up(assets: LocalAssets, tmp_path: 
     bare = YOLODataModule(data="coco8", imgsz=64, batch=2, workers=0)  # as check_det_dataset: 'coco8' is coco8.yaml
     bare.setup("validate")
     assert len(bare.val_dataset) == 4 and assets.urls == [COCO8_URL]  # already downloaded
+
+
+@pytest.mark.parametrize(("task", "name", "top"), [("semantic", "cityscapes8", "cityscapes8"),
+                                                ("depth", "depth8", "depth8-png")])  # fmt: skip
+def test_shipped_per_pixel_data_yamls_download_and_set_up(
+    assets: LocalAssets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: str, name: str, top: str
+) -> None:
+    """cityscapes8.yaml (masks, label_mapping) and depth8.yaml (depth maps, depth_scale), served from our own data."""
+    data_yaml = synthetic_data(task, tmp_path / "synthetic", n_train=4, n_val=4, imgsz=64)
+    _zip_folder(data_yaml.parent, top, assets.serve(f"{top}.zip"))
+    monkeypatch.setattr(YOLODataModule, "task", property(lambda self: task_named(task)))  # a YOLOModule's task
+    datamodule = YOLODataModule(data=f"{name}.yaml", imgsz=64, batch=2, workers=0)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    assert assets.urls == [f"{ASSETS_URL}/{top}.zip"]
+    assert len(datamodule.train_dataset) == 4 and len(datamodule.val_dataset) == 4
+    assert datamodule.data_config["train"] == str(tmp_path / "datasets" / top / "images" / "train")
 
 
 def test_classify_dataset_name_downloads(assets: LocalAssets, tmp_path: Path) -> None:

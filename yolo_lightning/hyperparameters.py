@@ -13,8 +13,8 @@ from yolo_lightning.errors import ConfigurationError
 MODULE_ARGS = frozenset(
     {
         "optimizer", "lr0", "lrf", "momentum", "weight_decay", "warmup_epochs", "warmup_momentum",
-        "warmup_bias_lr", "nbs", "cos_lr", "multi_scale", "box", "cls", "dfl", "pose", "kobj", "rle", "dropout",
-        "freeze", "conf", "iou", "max_det", "nms", "agnostic_nms", "channels_last", "plots",
+        "warmup_bias_lr", "nbs", "cos_lr", "multi_scale", "box", "cls", "dfl", "pose", "kobj", "rle", "dlog", "dgrad",
+        "dlam", "dropout", "freeze", "conf", "iou", "max_det", "nms", "agnostic_nms", "channels_last", "plots",
     }
 )  # fmt: skip
 DATAMODULE_ARGS = frozenset(

@@ -78,7 +78,8 @@ class YOLOModule(L.LightningModule):
             whose weights are transferred (also when ``nc`` differs): a local file, or official weights by name
             (``yolo11n.pt``, ``yolo26n-seg.pt``, ``rtdetr-l.pt``...), downloaded as Ultralytics does.
         task: Ultralytics' ``task``; inferred from the model when omitted, and an error when the model does not fit.
-        box, cls, dfl, pose, kobj, rle: loss gains, as Ultralytics names them (pose, kobj, rle: pose models).
+        box, cls, dfl, pose, kobj, rle, dlog, dgrad, dlam: loss gains, as Ultralytics names them (pose, kobj, rle:
+            pose models; dlog, dgrad, dlam: depth models).
         dropout: classification head dropout (classify models).
         freeze: Ultralytics' ``freeze``: the first N layers, or a list of layer indices / parameter-name fragments.
         conf, iou, max_det, nms, agnostic_nms: validation settings, as ``DetectionValidator`` uses them
@@ -122,6 +123,9 @@ class YOLOModule(L.LightningModule):
         pose: float = D.pose,
         kobj: float = D.kobj,
         rle: float = D.rle,
+        dlog: float = D.dlog,
+        dgrad: float = D.dgrad,
+        dlam: float = D.dlam,
         dropout: float = D.dropout,
         freeze: int | list[int | str] | None = None,
         conf: float | None = None,

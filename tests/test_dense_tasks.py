@@ -135,6 +135,9 @@ def test_best_pt_loads_in_plain_ultralytics_and_the_run_folder_is_complete(task,
         for name in ("best.pt", "last.pt"):
             calibration = torch.load(run / "weights" / name, weights_only=False)["depth_calibration"]
             assert calibration["status"] == "selected" and calibration["validation_split"] == "images/val"
+        best_calibration = torch.load(best, weights_only=False)["depth_calibration"]
+        head = module.model.model[-1]  # the trained network predicts metric depth too, as Ultralytics' reloaded model
+        assert (float(head.cal_a), float(head.cal_b)) == pytest.approx((best_calibration["a"], best_calibration["b"]), abs=1e-3)
     assert expected <= {p.name for p in run.iterdir()}
     assert not [p for p in (run / "weights").iterdir() if p.name.startswith(".")]  # no temporary file left
     header = (run / "results.csv").read_text().splitlines()[0].split(",")
@@ -189,6 +192,10 @@ def test_the_guides_customizations_on_semantic(dense_data, tmp_path):
     weights = module.class_weight_values
     assert weights is not None and len(weights) == 5
     assert weights[4] == weights.min()  # the background covers most pixels: the smallest weight
+    pixels = np.bincount(np.concatenate([cv2.imread(str(f), cv2.IMREAD_UNCHANGED).ravel() for f in
+                                         (dense_data["semantic"].parent / "masks" / "train").glob("*.png")]), minlength=5)
+    enet = 1 / np.log(1.02 + pixels / pixels.sum())  # SemanticSegmentationTrainer.compute_class_weights, cls_pw 1
+    np.testing.assert_allclose(weights.numpy(), enet / enet.mean(), rtol=1e-5)
     assert torch.equal(module.model.criterion.ce.weight.cpu(), weights)  # Ultralytics' own cross-entropy weight
     assert len(trainer.optimizers[0].param_groups) == 6  # weight/bn/bias x head/backbone
     assert not callbacks[1].frozen_parameter_names  # unfrozen at epoch 1
@@ -245,6 +252,19 @@ def test_masks_ultralytics_would_skip_are_named_with_their_reason(dense_data, tm
     assert f"{masks / '00000.png'}: missing: the mask of" in text
     assert f"{masks / '00001.png'}: mask size (32, 64) does not match image size (64, 64)" in text
     assert f"{masks / '00002.png'}: mask ids [9] are not dataset class ids or 255 ignore" in text
+
+
+def test_masks_of_another_image_format_and_a_binary_label_mapping_are_accepted_as_by_ultralytics(dense_data, tmp_path):
+    data = _copy_dataset(dense_data["semantic"], tmp_path / "data")
+    for mask in (tmp_path / "data" / "masks").rglob("*.png"):  # .bmp masks: verify_image_mask finds them
+        cv2.imwrite(str(mask.with_suffix(".bmp")), cv2.imread(str(mask), cv2.IMREAD_UNCHANGED))
+        mask.unlink()
+    _fit("semantic", data, tmp_path / "bmp")
+    binary = _copy_dataset(dense_data["semantic"], tmp_path / "binary")
+    config = yaml.safe_load(binary.read_text())
+    mapping = {0: 1, 1: 1, 2: 1, 3: 1, 4: 0}  # shapes -> foreground 1, background -> 0: a one-class model
+    binary.write_text(yaml.safe_dump({**config, "names": {0: "shape"}, "label_mapping": mapping}))
+    _fit("semantic", binary, tmp_path / "binary-run")
 
 
 def test_a_split_without_masks_is_one_error(dense_data, tmp_path):

@@ -33,6 +33,8 @@ def check_module_arguments(task: Task, arguments: dict[str, Any]) -> None:
             f"multi_scale={arguments['multi_scale']} resizes detection-family batches; Ultralytics' "
             f"{task.trainer_class.__name__} ignores it: drop it for {task.name} models."
         )
+    if arguments["class_weights"] is not None and not task.weighted_classes:
+        raise ConfigurationError(f"class_weights: a {task.name} model has no classes to weight; drop class_weights.")
     if arguments["map_cross_check"] and not task.coco_cross_check:
         raise ConfigurationError(f"map_cross_check=True compares axis-aligned boxes: detect models only, not {task.name}.")
 

@@ -13,7 +13,7 @@ Ultralytics' guide weights classes by subclassing ``v8DetectionLoss`` and replac
   the encoder output and the denoising queries go through them, so all are weighted.
 * ``SemanticSegmentationLoss`` (semantic): its cross-entropy gets ``weight=w``, the buffer Ultralytics' own ``cls_pw``
   weights fill (a weighted mean over the valid pixels); a binary model (one class, BCE) takes none, as in Ultralytics.
-  ``"inverse_frequency"`` counts pixels per class (Ultralytics' ``get_class_counts``) instead of objects.
+  ``"inverse_frequency"`` is that trainer's own rule (pixel counts, ENet's inverse log; ``tasks.SEMANTIC``).
 * ``DepthLoss26`` (depth): no classes to weight; refused.
 
 ``pos_weight`` scales only the positive-target term, ``-w_c * y * log(sigmoid(x))``; the negative term is untouched.
@@ -25,7 +25,6 @@ copied and pickled.
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -47,7 +46,6 @@ from ultralytics.utils.loss import (
 from ultralytics.utils.torch_utils import autocast
 
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.tasks import SEMANTIC
 
 __all__ = [
     "CLASS_WEIGHT_SCHEMES",
@@ -140,9 +138,6 @@ class WeightedFocalLoss(FocalLoss):
 def class_instance_counts(source: Any, nc: int) -> np.ndarray:
     """Per-class instance counts (int64, length ``nc``) of an Ultralytics dataset: its objects' classes (``.labels``
     of a YOLO dataset, or that list itself), or its images' (``.samples`` of a classification dataset)."""
-    if hasattr(source, "load_mask"):  # SemanticDataset: pixels per class, as SemanticSegmentationTrainer counts them
-        view = SEMANTIC.trainer_view(data={"nc": nc}, train_loader=SimpleNamespace(dataset=source))
-        return SEMANTIC.trainer_class.get_class_counts(view).astype(np.int64)
     if hasattr(source, "samples"):  # ClassificationDataset: (file, class index, ...) per image
         labels = [{"cls": sample[1]} for sample in source.samples]
     else:

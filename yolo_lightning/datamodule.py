@@ -23,6 +23,7 @@ from yolo_lightning.dataset_checks import (
     DatasetError,
     check_task_data,
     count_images,
+    check_dense_labels_exist,
     find_dense_label_problems,
     find_label_problems,
     image_files,
@@ -354,10 +355,10 @@ class YOLODataModule(L.LightningDataModule):
 
     def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
         """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines
-        (masks and depth maps: about each image Ultralytics would skip)."""
+        (masks and depth maps: fail when there are none; ``_build_label_cache`` reports the images Ultralytics skips)."""
         source = config[split]
-        if self.task.labels != "rows" and (self.task.labels != "masks" or config.get("masks_dir")):
-            self._report_label_problems(find_dense_label_problems(source, config, self.task.labels), source, split)
+        if self.task.per_pixel_labels(config):
+            check_dense_labels_exist(source, config, self.task.labels)
             return
         if (missing := missing_labels_message(source, split)) is not None:
             if split == "train":
@@ -366,15 +367,15 @@ class YOLODataModule(L.LightningDataModule):
                 warnings.warn(missing, stacklevel=2)
             return
         problems = find_label_problems(source, config["nc"], self.task.name, config.get("kpt_shape"))
-        self._report_label_problems(problems, source, split)
+        self._report_label_problems(problems, count_images(source), split)
 
     @staticmethod
-    def _report_label_problems(problems: list[Any], source: Any, split: str) -> None:
-        """Refuse a split whose every image has an invalid label; warn about the others."""
+    def _report_label_problems(problems: list[Any], n_images: int, split: str) -> None:
+        """Refuse a split whose every image (of ``n_images``) has an invalid label; warn about the others."""
         if not problems:
             return
         message = report_label_problems(problems, split)
-        if len({p.file for p in problems if p.skipped}) >= count_images(source):
+        if len({p.file for p in problems if p.skipped}) >= n_images:
             raise DatasetError(f"every image of the '{split}' split has an invalid label. {message}")
         warnings.warn(message, stacklevel=2)
 
@@ -389,6 +390,8 @@ class YOLODataModule(L.LightningDataModule):
         try:
             dataset = self._build_dataset(config, split, self._per_rank_batch(split), cache_images=False)
         except RuntimeError as e:  # get_labels: no usable image at all
+            if self.task.per_pixel_labels(config):  # every mask or depth map was refused: say why
+                self._report_label_problems(find_dense_label_problems(images, config, self.task.labels), len(images), split)
             unusable = unusable_images(images)
             if not unusable:
                 raise
@@ -403,7 +406,12 @@ class YOLODataModule(L.LightningDataModule):
         fraction = dataset.fraction  # Ultralytics keeps the first images when fraction < 1 (BaseDataset.get_img_files)
         scanned = images[: fraction if isinstance(fraction, int) else max(1, round(len(images) * fraction))]
         kept = set(dataset.im_files)
-        for image, reason in unusable_images(f for f in scanned if f not in kept).items():
+        dropped = [f for f in scanned if f not in kept]
+        if dropped and self.task.per_pixel_labels(config):
+            problems = find_dense_label_problems(dropped, config, self.task.labels)
+            self._report_label_problems(problems, len(scanned), split)
+            dropped = [f for f in dropped if f not in {str(p.file) for p in problems}]  # reported: not again
+        for image, reason in unusable_images(dropped).items():
             warnings.warn(f"{image}: skipped, {reason}", stacklevel=2)
         self._write_disk_cache(dataset)
 

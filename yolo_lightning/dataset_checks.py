@@ -27,7 +27,7 @@ from yolo_lightning.assets import fetch_shipped_data, shipped_data_yaml
 from yolo_lightning.data_checks.class_names import check_classes
 from yolo_lightning.data_checks.classify_folders import check_class_folders, classification_root
 from yolo_lightning.data_checks.common import DATA_TASKS, SPLITS, DatasetError
-from yolo_lightning.data_checks.dense_labels import find_dense_label_problems
+from yolo_lightning.data_checks.dense_labels import check_dense_labels_exist, find_dense_label_problems
 from yolo_lightning.data_checks.image_sources import ImageSource, count_images, image_files
 from yolo_lightning.data_checks.label_files import (
     LabelProblem,
@@ -48,6 +48,7 @@ __all__ = [
     "ImageSource",
     "LabelProblem",
     "check_task_data",
+    "check_dense_labels_exist",
     "count_images",
     "find_dense_label_problems",
     "find_label_problems",

@@ -200,7 +200,7 @@ class YOLOModule(L.LightningModule):
             raise_max_det(self.model, self._validator, datamodule)
         hp = self.hparams
         self.class_weight_values = class_weight_values(
-            hp.class_weights, self.model.names, hp.class_weights_power, datamodule, self.class_weight_values, stage
+            self.task, hp.class_weights, self.model.names, hp.class_weights_power, datamodule, self.class_weight_values, stage
         )
 
     def _data(self) -> dict[str, Any] | None:

@@ -128,9 +128,11 @@ def training_criterion(model: nn.Module, weights: torch.Tensor | None, epoch: in
 
 
 def class_weight_values(
-    spec: Any, names: dict[int, str], power: float, datamodule: Any, restored: torch.Tensor | None, stage: str
+    task: Task, spec: Any, names: dict[int, str], power: float, datamodule: Any, restored: torch.Tensor | None,
+    stage: str,
 ) -> torch.Tensor | None:
-    """``class_weights`` as a tensor; ``"inverse_frequency"`` counts the training labels (or reuses a checkpoint's)."""
+    """``class_weights`` as a tensor; ``"inverse_frequency"`` counts the training labels (or reuses a checkpoint's),
+    by the task trainer's own rule where it has one (semantic)."""
     counts = None
     if spec == "inverse_frequency":
         dataset = getattr(datamodule, "train_dataset", None)
@@ -141,7 +143,10 @@ def class_weight_values(
             )
         if dataset is None:  # validate/test/predict (or a resumed run): the checkpoint's weights, if any
             return restored
-        counts = class_instance_counts(dataset, len(names))
+        if task.inverse_frequency is not None:
+            spec = [float(w) for w in task.inverse_frequency(dataset, len(names), power)]
+        else:
+            counts = class_instance_counts(dataset, len(names))
     weights = resolve_class_weights(spec, names, counts, power)
     if weights is not None:
         rank_zero_info("class_weights: " + ", ".join(f"{names[i]} {w:.3f}" for i, w in enumerate(weights.tolist())))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from torch import nn
@@ -105,6 +106,18 @@ def _data_as_read(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _pixel_class_weights(dataset: Dataset, nc: int, power: float) -> Any:
+    """SemanticSegmentationTrainer's class weights: pixels per class (``get_class_counts``), ENet's inverse-log
+    ``(1 / ln(1.02 + p)) ** power`` (``compute_class_weights``), normalised to a mean of 1 (``set_class_weights``)."""
+    view = SEMANTIC.trainer_view(data={"nc": nc}, train_loader=SimpleNamespace(dataset=dataset))
+    counts = SEMANTIC.trainer_class.get_class_counts(view)
+    if not counts.any():
+        raise ConfigurationError("class_weights='inverse_frequency': no mask pixel of a class in the training masks.")
+    view.args = SimpleNamespace(cls_pw=power)
+    weights = SEMANTIC.trainer_class.compute_class_weights(view, counts)
+    return weights / weights.mean()
+
+
 def _no_data_attributes(data: dict[str, Any], nc: int) -> dict[str, Any]:
     return {}
 
@@ -145,7 +158,12 @@ class Task:
         complete_data: what the task's trainer ``get_dataset`` adds to the dataset config (semantic polygons: a
             background class).
         calibrate_weights: what the task's trainer does to best.pt and last.pt after the final validation, as
-            ``(weights, validation dataset, batch, device, data, plot folder)`` (depth: the output calibration).
+            ``(weights, validation dataset, batch, device, data, plot folder, network)`` (depth: the output
+            calibration, also set on the trained network).
+        weighted_classes: the loss has per-class terms ``class_weights`` can weight (not depth).
+        inverse_frequency: ``(training dataset, nc, power) -> weights`` of ``class_weights="inverse_frequency"``
+            where the task's trainer has its own rule (semantic: pixel counts, ENet's inverse log); None: objects
+            (images for classify) counted, ``(max / count) ** power``.
     """
 
     name: str
@@ -167,6 +185,8 @@ class Task:
     multi_scale: bool = True
     complete_data: Callable[[dict[str, Any]], dict[str, Any]] = _data_as_read
     calibrate_weights: Callable[..., None] | None = None
+    weighted_classes: bool = True
+    inverse_frequency: Callable[[Dataset, int, float], Any] | None = None
 
     def trainer_view(self, **attributes: Any) -> Any:
         """An instance of the task's Ultralytics trainer, not initialised, holding only ``attributes``: what its
@@ -174,6 +194,10 @@ class Task:
         view = object.__new__(self.trainer_class)
         view.__dict__.update(attributes)
         return view
+
+    def per_pixel_labels(self, config: dict[str, Any]) -> bool:
+        """True when ``config``'s labels are per-pixel files (masks in ``masks_dir``, depth maps), not label rows."""
+        return self.labels == "depth" or (self.labels == "masks" and bool(config.get("masks_dir")))
 
     @property
     def is_rtdetr(self) -> bool:
@@ -206,11 +230,11 @@ CLASSIFY = Task(
 SEMANTIC = Task(
     "semantic", SemanticSegmentationModel, SemanticSegmentationValidator, SemanticMetrics, SemanticSegmentationTrainer,
     SemanticSegmentationPredictor, (), val_batch_factor=1, finds_objects=False, labels="masks",
-    complete_data=add_polygon_background,
+    complete_data=add_polygon_background, inverse_frequency=_pixel_class_weights,
 )  # fmt: skip
 DEPTH = Task(
     "depth", DepthModel, DepthValidator, DepthMetrics, DepthTrainer, DepthPredictor, (), val_batch_factor=1,
-    finds_objects=False, labels="depth", calibrate_weights=calibrate_depth_weights,
+    finds_objects=False, labels="depth", calibrate_weights=calibrate_depth_weights, weighted_classes=False,
 )  # fmt: skip
 TASKS: dict[str, Task] = {task.name: task for task in (DETECT, SEGMENT, SEMANTIC, DEPTH, CLASSIFY, POSE, OBB)}
 

@@ -154,7 +154,7 @@ class RunReport(L.Callback):
         plot_dir = self._root(trainer) if pl_module.hparams.plots else None
         pl_module.task.calibrate_weights(
             weights, datamodule.val_dataset, datamodule.validation_batch(), trainer.strategy.root_device,
-            datamodule.data_config, plot_dir,
+            datamodule.data_config, plot_dir, pl_module.model,
         )  # fmt: skip
 
     # --------------------------------------------------------------------------------------------- helpers

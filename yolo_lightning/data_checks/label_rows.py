@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from yolo_lightning.data_checks.common import unknown_task_error
+from yolo_lightning.data_checks.common import DATA_TASKS, unknown_task_error
 from yolo_lightning.errors import ConfigurationError
 
 _COORD_TOLERANCE = 0.01  # verify_image_label accepts values in [-0.01, 1.01]
@@ -49,8 +49,8 @@ def label_format_for(task: str) -> LabelFormat:
         raise ConfigurationError(
             "classify has no label files (its classes are folders): use load_classification_config"
         )
-    if task == "depth":
-        raise ConfigurationError("depth has no label rows (its labels are depth maps): use find_dense_label_problems")
+    if task in DATA_TASKS:
+        raise ConfigurationError(f"{task} has no label rows (its labels are per-pixel maps): use find_dense_label_problems")
     raise unknown_task_error(task)
 
 

@@ -145,16 +145,31 @@ def _check_semantic_data(config: dict, at: Callable[[str], str]) -> list[str]:
     mapping = config.get("label_mapping")
     if mapping is None:
         return []
-    nc = len(config["names"])
-    good = isinstance(mapping, dict) and all(
-        _is_int(k) and (v in (None, "ignore_label", 255) or (_is_int(v) and 0 <= v < nc)) for k, v in mapping.items()
-    )
-    if not good:
+    top = max(len(config["names"]) - 1, 1)  # as SemanticDataset: a one-class (binary) mask holds 0 and 1
+    if not isinstance(mapping, dict) or not all(_as_int(k) is not None and _mapped_id(v, top) for k, v in mapping.items()):
         raise DatasetError(
-            f"{at('label_mapping')}: 'label_mapping' must map raw mask ids (integers) to class ids 0..{nc - 1}, 255 "
+            f"{at('label_mapping')}: 'label_mapping' must map raw mask ids (integers) to class ids 0..{top}, 255 "
             f"or 'ignore_label', got {mapping!r}"
         )
     return []
+
+
+def _as_int(value: Any) -> int | None:
+    """An int, or an integer string, as int() reads it for SemanticDataset's label_mapping; else None."""
+    if _is_int(value):
+        return value
+    try:
+        return int(value.strip()) if isinstance(value, str) else None
+    except ValueError:
+        return None
+
+
+def _mapped_id(value: Any, top: int) -> bool:
+    """Whether a label_mapping target is a class id 0..top, 255 or 'ignore_label' (None ignores too)."""
+    if value is None or (isinstance(value, str) and value.strip() == "ignore_label"):
+        return True
+    number = _as_int(value)
+    return number is not None and (0 <= number <= top or number == 255)
 
 
 def _check_depth_data(config: dict, at: Callable[[str], str]) -> list[str]:

@@ -50,6 +50,8 @@ from yolo_lightning.sampling import (
     seed_main_process,
     worker_generator,
 )
+from yolo_lightning.stream_store import is_optimized, optimized_config
+from yolo_lightning.streamed_datasets import build_streamed_dataset
 from yolo_lightning.synthetic import synthetic_sizes, synthetic_source
 from yolo_lightning.tasks import DETECT, GRID_STRIDE, Task
 
@@ -110,6 +112,7 @@ class YOLODataModule(L.LightningDataModule):
         auto_augment: str | None = D.auto_augment,
         source: str | None = None,
         vid_stride: int = D.vid_stride,
+        storage_options: dict[str, Any] | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -120,7 +123,10 @@ class YOLODataModule(L.LightningDataModule):
             raise ConfigurationError(f"workers={workers!r} must be >= 0.")
         synthetic_sizes(data)  # a bad "synthetic<N>" fails here, not at setup
         imgsz = _round_imgsz(imgsz) if imgsz is not None else None
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["storage_options"])  # credentials stay out of checkpoints and logs
+        self.storage_options = storage_options
+        self.streamed = is_optimized(data)
+        self.fixed_task: Task | None = None  # optimize_dataset's task; else the trained module's
         self.hparams.imgsz = imgsz
         self._hyps: dict[str, IterableSimpleNamespace] = {}
         self._hyp(DETECT)  # Ultralytics' range checks, at construction
@@ -138,7 +144,7 @@ class YOLODataModule(L.LightningDataModule):
     def task(self) -> Task:
         """The task of the module being trained (detect without one)."""
         module = self.trainer.lightning_module if self.trainer is not None else None
-        return getattr(module, "task", DETECT)
+        return self.fixed_task or getattr(module, "task", DETECT)
 
     @property
     def imgsz(self) -> int:
@@ -220,6 +226,8 @@ class YOLODataModule(L.LightningDataModule):
             return  # predict reads its source: no dataset to check
         splits = STAGE_SPLITS.get(fn)  # without a Trainer function: every split the data has
         config = self._load_config(splits, warn=True)
+        if self.streamed:  # checked and cached when it was optimized
+            return
         for split in splits or SPLITS:
             if config.get(split):
                 if self.task.labels != "folders":  # a classification tree was checked by _load_config
@@ -338,6 +346,8 @@ class YOLODataModule(L.LightningDataModule):
     def _load_config(self, splits: tuple[str, ...] | None, warn: bool = False) -> dict[str, Any]:
         """The checked dataset config for the task: a data.yaml's (plus the task's own keys) or a folder tree's."""
         task = self.task
+        if self.streamed:
+            return optimized_config(self.hparams.data, task, splits, self.storage_options)
         if task.labels == "folders":
             return load_classification_config(self._data_source(), splits, warn=warn)
         config = load_data_config(self._data_source(), splits)
@@ -351,7 +361,16 @@ class YOLODataModule(L.LightningDataModule):
         ``cache_images=False``: without loading images into ``cache`` (labels only, as ``prepare_data`` needs)."""
         mode = "train" if split == "train" else "val"
         hyp = self.hyp if cache_images else IterableSimpleNamespace(**{**vars(self.hyp), "cache": False})
+        if self.streamed:
+            return build_streamed_dataset(hyp, config["path"], split, batch, config, mode, self.storage_options, GRID_STRIDE)
         return self.task.build_dataset(hyp, str(config[split]), batch, config, mode)
+
+    def labelled_datasets(self) -> tuple[dict[str, Any], dict[str, Dataset]]:
+        """The checked dataset config and each split's dataset built without loading its images (its labels), after
+        the checks and label caches of ``prepare_data``: what ``optimize_dataset`` converts."""
+        self.prepare_data()
+        config = self._load_config(None)
+        return config, {s: self._build_dataset(config, s, 1, cache_images=False) for s in SPLITS if config.get(s)}
 
     def _check_labels(self, config: dict[str, Any], split: str, fn: TrainerFn | None) -> None:
         """Fail on a split without label files (train; others warn) or valid labels; warn about invalid label lines

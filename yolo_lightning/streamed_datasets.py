@@ -1,0 +1,178 @@
+"""Ultralytics' own datasets (YOLODataset, SemanticDataset, PolygonSemanticDataset, DepthDataset) reading their images,
+masks and depth maps from an optimized dataset (LitData chunks, local or ``s3://``) instead of files.
+
+Everything else is Ultralytics': the labels (its label cache, stored with the chunks), every augmentation (mosaic
+through its image buffer, mixup, cutmix, copy-paste, HSV, affine), ``close_mosaic``, rect validation batches and the
+collate. Each image is fetched by index (LitData's random access: the chunk holding it is downloaded once into the
+local cache), so yolo-lightning's samplers keep their order, their shards and their resume state.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from ultralytics.data.dataset import DepthDataset, PolygonSemanticDataset, SemanticDataset, YOLODataset
+from ultralytics.data.utils import add_polygon_background
+from ultralytics.utils import IterableSimpleNamespace, colorstr
+
+from yolo_lightning.stream_store import allow_plain_http, load_label_cache, split_location
+
+
+class _StreamedImages:
+    """Mixin for an Ultralytics dataset: images (and per-pixel labels) from LitData chunks, labels from the stored
+    label cache. ``location``: the optimized dataset; ``split``: which of its splits."""
+
+    def __init__(
+        self, *args: Any, location: str, split: str, storage_options: dict[str, Any] | None, **kwargs: Any
+    ) -> None:
+        self.stream_location = split_location(location, split)
+        self.storage_options = storage_options
+        self._label_cache = load_label_cache(location, split, storage_options)
+        self._stream: Any = None
+        self._last: tuple[int, dict[str, Any]] | None = None
+        allow_plain_http(storage_options)
+        super().__init__(*args, **kwargs)
+
+    # ------------------------------------------------------------------------ what BaseDataset reads from files
+    def get_img_files(self, img_path: Any) -> list[str]:
+        """The images the labels name, in their order (the first ones only, for ``fraction`` < 1, as Ultralytics)."""
+        files = [label["im_file"] for label in self._label_cache["labels"]]
+        count = self.fraction if isinstance(self.fraction, int) else max(1, round(len(files) * self.fraction))
+        return files[:count]
+
+    def _load_or_scan_cache(self, cache_path: Path, cache_hash: str) -> tuple[dict[str, Any], bool]:
+        """The stored label cache (the files it was built from may not be on this machine)."""
+        cache = copy.deepcopy(self._label_cache)
+        kept = set(self.im_files)
+        cache["labels"] = [label for label in cache["labels"] if label["im_file"] in kept]
+        return cache, True
+
+    def load_image(self, i: int, rect_mode: bool = True, resize_short: bool = False) -> tuple[np.ndarray, Any, Any]:
+        """BaseDataset.load_image on the image's bytes from the chunks: the same resize and mosaic buffer.
+
+        BaseDataset reads a path (``imread``) and has no hook for bytes, so its resize and buffer steps are repeated
+        here, line for line.
+        """
+        if self.ims[i] is not None:
+            return self.ims[i], self.im_hw0[i], self.im_hw[i]
+        im = cv2.imdecode(np.frombuffer(self._sample(i)["image"], np.uint8), self.cv2_flag)
+        if im is None:
+            raise FileNotFoundError(f"Image Not Found {self.im_files[i]} (in {self.stream_location})")
+        h0, w0 = im.shape[:2]  # orig hw
+        shape = tuple(self.imgsz) if isinstance(self.imgsz, (tuple, list)) else (self.imgsz, self.imgsz)
+        imgsz = max(shape)
+        if rect_mode:  # resize long side to imgsz while maintaining aspect ratio
+            if resize_short:  # resize short side to imgsz while maintaining aspect ratio
+                r = imgsz / min(h0, w0)
+                if r != 1:
+                    w, h = (math.ceil(w0 * r), imgsz) if h0 < w0 else (imgsz, math.ceil(h0 * r))
+                    im = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+            else:
+                r = imgsz / max(h0, w0)
+                if r != 1:
+                    w, h = (min(math.ceil(w0 * r), imgsz), min(math.ceil(h0 * r), imgsz))
+                    im = cv2.resize(im, (w, h), interpolation=cv2.INTER_LINEAR)
+        elif (h0, w0) != shape:  # resize by stretching to the requested shape
+            im = cv2.resize(im, shape[::-1], interpolation=cv2.INTER_LINEAR)
+        if im.ndim == 2:
+            im = im[..., None]
+        if self.augment and self.cache != "ram":  # the mosaic buffer
+            self.ims[i], self.im_hw0[i], self.im_hw[i] = im, (h0, w0), im.shape[:2]
+            self.buffer.append(i)
+            if 1 < len(self.buffer) >= self.max_buffer_length:
+                j = self.buffer.pop(0)
+                self.ims[j], self.im_hw0[j], self.im_hw[j] = None, None, None
+        return im, (h0, w0), im.shape[:2]
+
+    def _sample(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` of the split (opened in this process on first use: each DataLoader worker has its own)."""
+        i = int(i)  # LitData takes Python ints only (Ultralytics passes numpy ones)
+        if self._last is not None and self._last[0] == i:
+            return self._last[1]
+        if self._stream is None:
+            from litdata import StreamingDataset
+
+            self._stream = StreamingDataset(self.stream_location, storage_options=self.storage_options)
+        sample = self._stream[i]
+        if int(sample["index"]) != i:
+            raise RuntimeError(f"{self.stream_location}: sample {i} holds image {sample['index']}: optimize it again.")
+        self._last = (i, sample)
+        return sample
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_stream"], state["_last"] = None, None  # each process opens its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        allow_plain_http(self.storage_options)  # a spawned worker imports LitData afresh
+
+
+class StreamedYOLODataset(_StreamedImages, YOLODataset):
+    """YOLODataset (detect, segment, pose, obb) on an optimized dataset."""
+
+
+class StreamedPolygonSemanticDataset(_StreamedImages, PolygonSemanticDataset):
+    """PolygonSemanticDataset (semantic from polygon rows) on an optimized dataset."""
+
+
+class StreamedSemanticDataset(_StreamedImages, SemanticDataset):
+    """SemanticDataset on an optimized dataset: masks from the chunks, decoded as ``read_mask`` decodes files."""
+
+    def load_mask(self, index: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
+        payload, mode = self._sample(index)["pixels"], self.labels[index]["mode"]
+        if mode == "P":  # as read_mask: a coloured palette holds class ids, a grey one grey levels
+            with Image.open(io.BytesIO(payload)) as im:
+                palette = np.array(im.getpalette()).reshape(-1, 3)
+                mask = np.array(im.convert("L") if (palette == palette[:, :1]).all() else im)
+        else:
+            mask = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_ANYDEPTH)
+            mask = mask // 255 if mode == "1" else mask
+        if self.label_mapping:
+            mask = self.convert_label(mask, inverse=False)
+        return mask.astype(np.uint8, copy=False)
+
+
+class StreamedDepthDataset(_StreamedImages, DepthDataset):
+    """DepthDataset on an optimized dataset: depth maps from the chunks, decoded as ``load_depth`` decodes files."""
+
+    def _load_depth(self, index: int) -> np.ndarray:
+        sample = self._sample(index)
+        if sample["pixels_format"] == "npy":  # metres, float
+            depth = np.load(io.BytesIO(sample["pixels"]), allow_pickle=False)
+            return np.nan_to_num(depth.astype(np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        encoded = cv2.imdecode(np.frombuffer(sample["pixels"], np.uint8), cv2.IMREAD_UNCHANGED)
+        return encoded.astype(np.float32) / float(self.data.get("depth_scale", 1000))
+
+
+def build_streamed_dataset(
+    hyp: IterableSimpleNamespace, location: str, split: str, batch: int, data: dict[str, Any], mode: str,
+    storage_options: dict[str, Any] | None, stride: int,
+) -> Dataset:  # fmt: skip
+    """The dataset ``build_yolo_dataset`` builds for ``hyp.task`` (its class, rect and pad rules, repeated here: it
+    takes no dataset class), reading the optimized dataset at ``location``."""
+    pad, rect = (0.0 if mode == "train" else 0.5), bool(hyp.rect or mode == "val")
+    if hyp.task == "depth":
+        dataset_class, pad, rect = StreamedDepthDataset, 0.0, rect and mode == "train"
+    elif hyp.task == "semantic":
+        dataset_class, pad = (StreamedSemanticDataset if data.get("masks_dir") else StreamedPolygonSemanticDataset), 0.0
+        if dataset_class is StreamedPolygonSemanticDataset:
+            add_polygon_background(data)
+    else:
+        dataset_class = StreamedYOLODataset
+    return dataset_class(
+        img_path=split_location(location, split), imgsz=hyp.imgsz, batch_size=batch, augment=mode == "train",
+        hyp=hyp, rect=rect, cache=hyp.cache or None, single_cls=hyp.single_cls or False, stride=stride, pad=pad,
+        prefix=colorstr(f"{mode}: "), task=hyp.task, classes=hyp.classes, data=data,
+        fraction=hyp.fraction if mode == "train" else 1.0, location=location, split=split,
+        storage_options=storage_options,
+    )  # fmt: skip

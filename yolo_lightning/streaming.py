@@ -1,0 +1,146 @@
+"""Datasets bigger than a disk: convert a dataset once into LitData's optimized format (a local folder or an ``s3://``
+bucket), then train, validate and test from it on any number of nodes.
+
+    from yolo_lightning.streaming import optimize_dataset
+    optimize_dataset("data.yaml", "s3://bucket/ds", storage_options={"endpoint_url": ..., ...})
+    YOLODataModule(data="s3://bucket/ds", storage_options={...})
+
+or ``yolo-lightning optimize --data data.yaml --output s3://bucket/ds``. See ``stream_store`` for the layout.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from ultralytics.data.dataset import DepthDataset
+from ultralytics.data.utils import load_dataset_cache_file
+
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.stream_store import (
+    FORMAT_VERSION,
+    MARKER,
+    allow_plain_http,
+    delete_object,
+    split_location,
+    write_object,
+)
+from yolo_lightning.tasks import TASKS, Task
+
+__all__ = ["optimize_dataset"]
+# data.yaml keys a task reads besides the splits: carried over, so that training needs no original file
+_CARRIED_KEYS = (
+    "names", "nc", "channels", "kpt_shape", "flip_idx", "kpt_names", "kpt_oks_sigmas", "masks_dir", "label_mapping",
+    "bg_class_idx", "_polygon_bg_added", "depth_scale", "max_depth",
+)  # fmt: skip
+
+
+def optimize_dataset(
+    data: str | Path,
+    output_dir: str,
+    *,
+    task: str | None = None,
+    num_workers: int = 1,
+    storage_options: dict[str, Any] | None = None,
+    chunk_bytes: str | int = "64MB",
+) -> str:
+    """Convert every split of ``data`` (a data.yaml ``YOLODataModule`` trains on) into LitData's optimized format at
+    ``output_dir`` (a local folder or ``s3://bucket/prefix``); returns ``output_dir``.
+
+    ``task``: the task whose labels to store (detect, segment, semantic, depth, pose, obb); by default read from the
+    data (``kpt_shape``: pose, ``masks_dir``: semantic, ``depth_scale``: depth, else the label rows: 4 corner points
+    obb, polygons segment, boxes detect). Labels are read and checked by the task's own Ultralytics dataset, exactly
+    as for training from the data.yaml. The completion marker is written last and removed first: an interrupted run
+    leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
+    """
+    from yolo_lightning.datamodule import YOLODataModule
+
+    spec = _task(data, task)
+    if spec.labels == "folders":
+        raise ConfigurationError("optimize_dataset: classification folders are not supported yet; use the folder.")
+    datamodule = YOLODataModule(data=str(data), workers=0)
+    datamodule.fixed_task = spec
+    config, datasets = datamodule.labelled_datasets()
+    allow_plain_http(storage_options)
+    delete_object(f"{output_dir.rstrip('/')}/{MARKER}", storage_options)
+    counts = {}
+    for split, dataset in datasets.items():
+        cache, payload = _label_cache(dataset)
+        location = split_location(output_dir, split)
+        counts[split] = _optimize_split(cache, spec, location, num_workers, chunk_bytes, storage_options)
+        write_object(f"{output_dir.rstrip('/')}/{split}.cache", payload, storage_options)
+    metadata = {"format": FORMAT_VERSION, "task": spec.name, "images": counts}
+    metadata.update({k: config[k] for k in _CARRIED_KEYS if k in config})
+    write_object(f"{output_dir.rstrip('/')}/{MARKER}", yaml.safe_dump(metadata).encode(), storage_options)
+    return output_dir
+
+
+def _task(data: str | Path, task: str | None) -> Task:
+    """The task named, else the one the data.yaml's keys and label rows say."""
+    if task is not None:
+        if task not in TASKS:
+            raise ConfigurationError(f"task={task!r}: choose one of {', '.join(TASKS)}.")
+        return TASKS[task]
+    config = yaml.safe_load(Path(data).read_text()) if str(data).endswith((".yaml", ".yml")) else {}
+    for key, name in (("kpt_shape", "pose"), ("masks_dir", "semantic"), ("depth_scale", "depth")):
+        if config.get(key) is not None:
+            return TASKS[name]
+    return TASKS[_rows_task(Path(data), config)]
+
+
+def _rows_task(data: Path, config: dict[str, Any]) -> str:
+    """detect, segment or obb from the width of the label rows of the first labelled training images."""
+    root = Path(config.get("path") or data.parent)
+    root = root if root.is_absolute() else data.parent / root
+    widths = set()
+    for label_file in sorted((root / str(config.get("train", "")).replace("images", "labels", 1)).rglob("*.txt"))[:50]:
+        widths |= {len(row.split()) for row in label_file.read_text().splitlines() if row.strip()}
+    if widths and widths == {9}:
+        return "obb"
+    return "segment" if any(w > 5 for w in widths) else "detect"
+
+
+def _optimize_split(
+    cache: dict[str, Any], spec: Task, output: str, num_workers: int, chunk_bytes: str | int,
+    storage_options: dict | None,
+) -> int:  # fmt: skip
+    """LitData chunks of one split: one sample per image of its label cache, in the cache's order."""
+    import litdata
+
+    inputs = [(i, label["im_file"], _pixel_file(label, spec)) for i, label in enumerate(cache["labels"])]
+    litdata.optimize(
+        fn=_sample, inputs=inputs, output_dir=output, chunk_bytes=chunk_bytes, num_workers=max(1, num_workers),
+        mode="overwrite", keep_data_ordered=True, start_method="fork", storage_options=dict(storage_options or {}),
+        verbose=False,
+    )  # fmt: skip
+    return len(inputs)
+
+
+def _pixel_file(label: dict[str, Any], spec: Task) -> str | None:
+    """An image's mask (semantic with masks_dir) or depth map file; None for labels held in rows."""
+    if spec.labels == "depth":
+        return DepthDataset._depth_path_for(None, label["im_file"])  # reads no instance attribute
+    return label.get("mask_file")
+
+
+def _sample(item: tuple[int, str, str | None]) -> dict[str, Any]:
+    """One image's sample: its index in the label cache, the image file's bytes, its mask or depth map's bytes."""
+    index, image, pixels = item
+    return {
+        "index": index,
+        "image": Path(image).read_bytes(),
+        "pixels": Path(pixels).read_bytes() if pixels else b"",
+        "pixels_format": Path(pixels).suffix.lstrip(".").lower() if pixels else "",
+    }
+
+
+def _label_cache(dataset: Any) -> tuple[dict[str, Any], bytes]:
+    """The label cache Ultralytics wrote for the split (``prepare_data`` built it): its dict and its file's bytes."""
+    path = Path(dataset.get_label_files()[0]).parent.with_suffix(".cache")
+    if not path.is_file():
+        raise ConfigurationError(
+            f"optimize_dataset: Ultralytics wrote no label cache for {dataset.img_path} ({path}: its folder is not "
+            "writeable); copy the dataset somewhere writeable and optimize that."
+        )
+    return load_dataset_cache_file(path), path.read_bytes()

@@ -10,6 +10,7 @@ Run as a script, never imported by pytest: Lightning's ``ddp`` re-executes ``sys
     python tests/ddp_probe.py augment OUT_DIR --data DATA_YAML [--workers N]
     python tests/ddp_probe.py nanrecover OUT_DIR --data DATA_YAML --model MODEL
     python tests/ddp_probe.py tinyval OUT_DIR --data DATA_YAML --model WEIGHTS --devices 3 [--batch B] [--cross-check]
+    python tests/ddp_probe.py epochimages OUT_DIR --data DATA_YAML_OR_OPTIMIZED [--devices 2]
 
 Files: ``ema-rank{r}.pt``, ``grad-rank{r}.pt``, ``reset-{call}-{n}-rank{r}.json`` (one per validation epoch),
 ``freeze-devices{d}-rank{r}.pt``, ``tinyval-{call}-rank{r}.json``, ``augment-rank{r}.pt``, ``nanrecover-rank{r}.pt``.
@@ -393,9 +394,34 @@ def run_nanrecover(args: argparse.Namespace) -> None:
     trainer.fit(YOLOModule(model=args.model, plots=False, nbs=8), _datamodule(args))
 
 
+class EpochImages(L.Callback):
+    """The training images of each epoch on this rank."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.epochs: list[list[str]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.epochs[-1] += list(batch["im_file"])
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        (self.out / f"epochimages-rank{trainer.global_rank}.json").write_text(json.dumps(self.epochs))
+
+
+def run_epochimages(args: argparse.Namespace) -> None:
+    """2 epochs on ``--data`` (a data.yaml or an optimized dataset), recording each rank's training images."""
+    trainer = _trainer(args, EpochImages(args.out), max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0)
+    trainer.fit(YOLOModule(model=args.model, plots=False), YOLODataModule(data=args.data, imgsz=64, batch=4, workers=0))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["ema", "grad", "reset", "freeze", "tinyval", "augment", "nanrecover"])
+    parser.add_argument(
+        "mode", choices=["ema", "grad", "reset", "freeze", "tinyval", "augment", "nanrecover", "epochimages"]
+    )
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", required=True)
     parser.add_argument("--model", default="yolo26n.yaml")
@@ -409,7 +435,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(0, verbose=False)  # the same augmentation draws in every run (each rank gets other images)
     modes = {"ema": run_ema, "grad": run_grad, "reset": run_reset, "freeze": run_freeze, "tinyval": run_tinyval,
-             "augment": run_augment, "nanrecover": run_nanrecover}  # fmt: skip
+             "augment": run_augment, "nanrecover": run_nanrecover, "epochimages": run_epochimages}  # fmt: skip
     modes[args.mode](args)
 
 

@@ -1,10 +1,11 @@
-"""``yolo-lightning`` command line: LightningCLI over YOLOModule and YOLODataModule, plus ``export``."""
+"""``yolo-lightning`` command line: LightningCLI over YOLOModule and YOLODataModule, plus ``export`` and ``optimize``."""
 
 from __future__ import annotations
 
 import argparse
 import difflib
 import inspect
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,10 @@ from yolo_lightning.run_folder import (
 from yolo_lightning.tasks import task_of
 
 DEFAULT_EPOCHS = 100  # Ultralytics' epochs (Lightning's max_epochs default is 1000)
-EXPORT_HELP = "export: yolo-lightning export --ckpt_path runs/detect/train/weights/best.ckpt --out best.pt (see --help)"
+EXPORT_HELP = (
+    "export: yolo-lightning export --ckpt_path runs/detect/train/weights/best.ckpt --out best.pt (see --help); "
+    "optimize: yolo-lightning optimize --data data.yaml --output s3://bucket/ds (streaming, see --help)"
+)
 # Ultralytics train arguments that Lightning (or a yolo-lightning callback) owns on this command line.
 CLI_EQUIVALENTS = {
     "epochs": "--trainer.max_epochs", "time": "--trainer.max_time", "device": "--trainer.accelerator / --trainer.devices",
@@ -240,12 +244,31 @@ def export_main(args: list[str]) -> None:
     rank_zero_info(f"Wrote {export_ultralytics(options.ckpt_path, options.out)}")
 
 
+def optimize_main(args: list[str]) -> None:
+    """``yolo-lightning optimize --data data.yaml --output DIR_OR_URL``: convert a dataset for streaming."""
+    from yolo_lightning.streaming import optimize_dataset
+
+    parser = argparse.ArgumentParser(prog="yolo-lightning optimize", description=optimize_dataset.__doc__)
+    parser.add_argument("--data", required=True, help="the data.yaml to convert")
+    parser.add_argument("--output", required=True, help="a local folder or s3://bucket/prefix")
+    parser.add_argument("--task", default=None, help="the labels' task (default: read from the data)")
+    parser.add_argument("--num_workers", type=int, default=1, help="LitData's writer processes")
+    parser.add_argument("--storage_options", type=json.loads, default=None,
+                        help='JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' (keys: AWS_* variables)')  # fmt: skip
+    options = parser.parse_args(args)
+    out = optimize_dataset(options.data, options.output, task=options.task, num_workers=options.num_workers,
+                           storage_options=options.storage_options)  # fmt: skip
+    rank_zero_info(f"Optimized {options.data} into {out}: YOLODataModule(data={out!r}) trains from it.")
+
+
 def main(args: list[str] | None = None) -> None:
     """Entry point of the ``yolo-lightning`` console script; bad input exits with one line, status 2."""
     argv = sys.argv[1:] if args is None else args
     try:
         if argv[:1] == ["export"]:
             export_main(argv[1:])
+        elif argv[:1] == ["optimize"]:
+            optimize_main(argv[1:])
         else:  # args=None: LightningCLI reads sys.argv itself (passing both makes it warn)
             YOLOLightningCLI(YOLOModule, YOLODataModule, save_config_kwargs={"overwrite": True}, args=args)
     except argparse.ArgumentError as error:  # LightningCLI's parser (exit_on_error=False): one line, not the usage

@@ -60,7 +60,7 @@ def is_optimized(data: Any) -> bool:
 
 def read_metadata(location: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """The metadata of a complete optimized dataset, or one clear error (incomplete, unreachable, no credentials)."""
-    text = _read_text(f"{location.rstrip('/')}/{MARKER}", storage_options)
+    text = read_text(f"{location.rstrip('/')}/{MARKER}", storage_options)
     if text is None:
         raise ConfigurationError(
             f"data={location!r}: no {MARKER}, so no complete optimized dataset there (an interrupted "
@@ -125,7 +125,7 @@ def _read_bytes(path: str, storage_options: dict[str, Any] | None) -> bytes | No
         raise ConfigurationError(f"{path}: {_s3_reason(e)}") from None
 
 
-def _read_text(path: str, storage_options: dict[str, Any] | None) -> str | None:
+def read_text(path: str, storage_options: dict[str, Any] | None) -> str | None:
     payload = _read_bytes(path, storage_options)
     return None if payload is None else payload.decode("utf-8")
 

@@ -12,6 +12,9 @@ from __future__ import annotations
 import copy
 import io
 import math
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +39,16 @@ class _StreamedImages:
         self.stream_location = split_location(location, split)
         self.storage_options = storage_options
         self._label_cache = load_label_cache(location, split, storage_options)
-        self._stream: Any = None
         self._last: tuple[int, dict[str, Any]] | None = None
         allow_plain_http(storage_options)
+        from litdata import StreamingDataset
+
+        # Opened here, in the process that builds the datasets, and handed to the loader workers with the dataset:
+        # they share its index and its chunk cache (LitData locks each chunk's download). The cache folder is this
+        # dataset's own: LitData's default one is named after the URL alone, which other endpoints or runs may share.
+        self.chunk_cache = tempfile.mkdtemp(prefix="yolo-lightning-chunks-")
+        weakref.finalize(self, shutil.rmtree, self.chunk_cache, True)  # in this process only: workers leave it
+        self._stream = StreamingDataset(self.stream_location, cache_dir=self.chunk_cache, storage_options=storage_options)
         super().__init__(*args, **kwargs)
 
     # ------------------------------------------------------------------------ what BaseDataset reads from files
@@ -93,14 +103,10 @@ class _StreamedImages:
         return im, (h0, w0), im.shape[:2]
 
     def _sample(self, i: int) -> dict[str, Any]:
-        """Sample ``i`` of the split (opened in this process on first use: each DataLoader worker has its own)."""
+        """Sample ``i`` of the split (the last one is kept: an image and its mask are read from one sample)."""
         i = int(i)  # LitData takes Python ints only (Ultralytics passes numpy ones)
         if self._last is not None and self._last[0] == i:
             return self._last[1]
-        if self._stream is None:
-            from litdata import StreamingDataset
-
-            self._stream = StreamingDataset(self.stream_location, storage_options=self.storage_options)
         sample = self._stream[i]
         if int(sample["index"]) != i:
             raise RuntimeError(f"{self.stream_location}: sample {i} holds image {sample['index']}: optimize it again.")
@@ -109,7 +115,7 @@ class _StreamedImages:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_stream"], state["_last"] = None, None  # each process opens its own
+        state["_last"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

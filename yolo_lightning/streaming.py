@@ -10,6 +10,12 @@ or ``yolo-lightning optimize --data data.yaml --output s3://bucket/ds``. See ``s
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,18 +23,20 @@ import yaml
 from ultralytics.data.dataset import DepthDataset
 from ultralytics.data.utils import load_dataset_cache_file
 
-from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.errors import ConfigurationError, TrainingError
 from yolo_lightning.stream_store import (
     FORMAT_VERSION,
     MARKER,
     allow_plain_http,
     delete_object,
+    read_text,
     split_location,
     write_object,
 )
 from yolo_lightning.tasks import TASKS, Task
 
 __all__ = ["optimize_dataset"]
+_STAGING = "DATA_OPTIMIZER_CACHE_FOLDER"  # LitData's staging folder for the chunks it writes
 # data.yaml keys a task reads besides the splits: carried over, so that training needs no original file
 _CARRIED_KEYS = (
     "names", "nc", "channels", "kpt_shape", "flip_idx", "kpt_names", "kpt_oks_sigmas", "masks_dir", "label_mapping",
@@ -109,12 +117,40 @@ def _optimize_split(
     import litdata
 
     inputs = [(i, label["im_file"], _pixel_file(label, spec)) for i, label in enumerate(cache["labels"])]
-    litdata.optimize(
-        fn=_sample, inputs=inputs, output_dir=output, chunk_bytes=chunk_bytes, num_workers=max(1, num_workers),
-        mode="overwrite", keep_data_ordered=True, start_method="fork", storage_options=dict(storage_options or {}),
-        verbose=False,
-    )  # fmt: skip
+    with _private_staging():
+        litdata.optimize(
+            fn=_sample, inputs=inputs, output_dir=output, chunk_bytes=chunk_bytes, num_workers=max(1, num_workers),
+            mode="overwrite", keep_data_ordered=True, start_method="fork",
+            storage_options=dict(storage_options or {}), verbose=False,
+        )  # fmt: skip
+    if _indexed_samples(output, storage_options) != len(inputs):
+        raise TrainingError(
+            f"optimize_dataset: LitData's index of {output} does not list the {len(inputs)} images it wrote; check the "
+            "storage's free space and permissions, then run it again."
+        )
     return len(inputs)
+
+
+@contextmanager
+def _private_staging() -> Iterator[None]:
+    """LitData stages chunks in one folder per machine (``$TMPDIR/chunks``): two optimize runs at once would write each
+    other's index (measured: a split whose index.json lists no chunk). This run stages in a folder of its own."""
+    previous = os.environ.get(_STAGING)
+    os.environ[_STAGING] = tempfile.mkdtemp(prefix="yolo-lightning-optimize-")
+    try:
+        yield
+    finally:
+        shutil.rmtree(os.environ[_STAGING], ignore_errors=True)
+        if previous is None:
+            del os.environ[_STAGING]
+        else:
+            os.environ[_STAGING] = previous
+
+
+def _indexed_samples(output: str, storage_options: dict[str, Any] | None) -> int:
+    """How many samples the split's ``index.json`` lists (0 when it is missing)."""
+    text = read_text(f"{output.rstrip('/')}/index.json", storage_options)
+    return sum(chunk["chunk_size"] for chunk in json.loads(text)["chunks"]) if text else 0
 
 
 def _pixel_file(label: dict[str, Any], spec: Task) -> str | None:

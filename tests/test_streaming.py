@@ -1,0 +1,213 @@
+"""Datasets bigger than a disk: ``optimize_dataset`` into LitData's format (a local folder, or a real S3 API: moto's
+server on 127.0.0.1), then train, validate and test from it with everything a data.yaml gets."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import yaml
+from parity import AUGMENTATION_OFF, run_lightning, save_initial_weights
+from torch.utils.data import DataLoader
+
+from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.stream_store import MARKER
+from yolo_lightning.streaming import optimize_dataset
+from yolo_lightning.synthetic import SYNTHETIC_NAMES, synthetic_data
+
+pytest.importorskip("litdata")
+BUCKET = "datasets"
+
+
+@pytest.fixture(scope="module")
+def s3() -> dict[str, str]:
+    """moto's S3 server on 127.0.0.1 with a bucket; the ``storage_options`` that reach it (plain http)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options = {"endpoint_url": f"http://{host}:{port}", "aws_access_key_id": "test", "aws_secret_access_key": "test",
+               "region_name": "us-east-1"}  # fmt: skip
+    import boto3
+
+    boto3.client("s3", **options).create_bucket(Bucket=BUCKET)
+    yield options
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def detect_data(tmp_path_factory) -> Path:
+    return synthetic_data("detect", tmp_path_factory.mktemp("data"), n_train=16, n_val=8, imgsz=64)
+
+
+def _validate(weights: Path, data: str, root: Path, **options) -> dict[str, float]:
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(root))
+    trainer.validate(YOLOModule(model=str(weights)), YOLODataModule(data=data, imgsz=64, batch=4, workers=0, **options))
+    return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+@pytest.mark.slow
+def test_validating_from_the_bucket_equals_the_data_yaml(trained_weights, standard_data_yaml, s3, tmp_path):
+    url = f"s3://{BUCKET}/standard"
+    optimize_dataset(standard_data_yaml, url, storage_options=s3, num_workers=2)
+    ours = _validate(trained_weights, url, tmp_path / "stream", storage_options=s3)
+    files = _validate(trained_weights, str(standard_data_yaml), tmp_path / "files")
+    assert files["metrics/mAP50-95(B)"] > 0.01
+    assert ours == pytest.approx(files, abs=1e-6)
+
+
+@pytest.mark.slow
+def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_path):
+    """Augmentation off, the same sampler order: every loss of 2 epochs (warmup, accumulation) is the same."""
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    weights = save_initial_weights("yolo26n.yaml", SYNTHETIC_NAMES, tmp_path / "init.pt")
+    recipe = dict(imgsz=64, batch=4, nbs=8, warmup_epochs=1.0, **AUGMENTATION_OFF)
+    files, _ = run_lightning(weights, detect_data, tmp_path / "a", 2, epoch_seed=1, **recipe)
+    stream, _ = run_lightning(weights, Path(optimized), tmp_path / "b", 2, epoch_seed=1, **recipe)
+    assert len(stream.losses) == len(files.losses) == 8
+    np.testing.assert_array_equal(stream.losses, files.losses)
+    for ours, theirs in zip(stream.epoch_metrics, files.epoch_metrics, strict=True):
+        assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["segment", "semantic", "depth", "pose", "obb"])
+def test_every_task_fits_from_the_bucket_with_its_augmentations(task, s3, tmp_path):
+    """Default augmentation (mosaic through Ultralytics' buffer, mixup and cutmix drawing any image), 2 loader
+    workers that open the bucket themselves, close_mosaic, rect validation, the run folder's plots."""
+    data = synthetic_data(task, tmp_path / "data", n_train=8, n_val=4, imgsz=64)
+    url = f"s3://{BUCKET}/{task}"
+    optimize_dataset(data, url, storage_options=s3)
+    model = {"segment": "yolo26n-seg.yaml", "semantic": "yolo26n-sem.yaml", "depth": "yolo26n-depth.yaml",
+             "pose": "yolo26n-pose.yaml", "obb": "yolo26n-obb.yaml"}[task]  # fmt: skip
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                        default_root_dir=str(tmp_path / "run"))  # fmt: skip
+    datamodule = YOLODataModule(data=url, imgsz=64, batch=4, workers=2, close_mosaic=1, mixup=0.5, cutmix=0.5,
+                                storage_options=s3)  # fmt: skip
+    trainer.fit(YOLOModule(model=model), datamodule)
+    assert datamodule.mosaic_closed and trainer.current_epoch == 2
+    assert {"labels.jpg", "train_batch0.jpg", "val_batch0_pred.jpg", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert "fitness" in trainer.callback_metrics
+
+
+def test_a_spawned_worker_reads_the_http_bucket(detect_data, s3, tmp_path):
+    """A DataLoader worker started with spawn imports LitData afresh: the dataset re-allows plain http there."""
+    url = f"s3://{BUCKET}/spawn"
+    optimize_dataset(detect_data, url, storage_options=s3)
+    datamodule = YOLODataModule(data=url, imgsz=64, batch=4, workers=0, storage_options=s3)
+    datamodule.setup("validate")
+    loader = DataLoader(datamodule.val_dataset, batch_size=4, num_workers=1, multiprocessing_context="spawn",
+                        collate_fn=datamodule.val_dataset.collate_fn)  # fmt: skip
+    assert sum(len(batch["im_file"]) for batch in loader) == 8
+
+
+def test_every_image_once_per_epoch_under_two_process_ddp(detect_data, tmp_path):
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    probe = Path(__file__).parent / "ddp_probe.py"
+    command = [sys.executable, str(probe), "epochimages", str(tmp_path), "--data", optimized, "--devices", "2"]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"epochimages-rank{r}.json").read_text()) for r in range(2)]
+    for epoch in range(2):
+        seen = [ranks[r][epoch] for r in range(2)]
+        assert not set(seen[0]) & set(seen[1])  # disjoint shards
+        assert sorted(seen[0] + seen[1]) == sorted({f for f in seen[0] + seen[1]}) and len(seen[0] + seen[1]) == 16
+
+
+def test_an_interrupted_optimize_is_refused_and_a_rerun_completes(detect_data, tmp_path, monkeypatch):
+    import litdata
+
+    real, calls = litdata.optimize, []
+
+    def dies_on_the_second_split(*args, **kwargs):
+        calls.append(kwargs["output_dir"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(litdata, "optimize", dies_on_the_second_split)
+    out = tmp_path / "optimized"
+    with pytest.raises(KeyboardInterrupt):
+        optimize_dataset(detect_data, str(out))
+    assert not (out / MARKER).exists()
+    with pytest.raises(ConfigurationError, match="no complete optimized dataset there") as error:
+        YOLODataModule(data=str(out), workers=0).setup("validate")
+    assert "\n" not in str(error.value)
+    monkeypatch.setattr(litdata, "optimize", real)
+    optimize_dataset(detect_data, str(out))
+    metadata = yaml.safe_load((out / MARKER).read_text())
+    assert metadata["task"] == "detect" and metadata["images"] == {"train": 16, "val": 8}
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ({"endpoint_url": "http://127.0.0.1:9", "aws_access_key_id": "a", "aws_secret_access_key": "b"}, "unreachable"),
+    (None, "no credentials"),
+])  # fmt: skip
+def test_a_bucket_without_credentials_or_an_unreachable_endpoint_is_one_fast_line(options, says, monkeypatch):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    start = time.monotonic()
+    with pytest.raises(ConfigurationError, match=says) as error:
+        YOLODataModule(data="s3://bucket/ds", workers=0, storage_options=options).setup("validate")
+    assert time.monotonic() - start < 10 and "\n" not in str(error.value)
+
+
+def test_another_task_than_the_optimized_one_is_one_error(detect_data, tmp_path):
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="holds detect labels; this is a segment model"):
+        trainer.validate(YOLOModule(model="yolo26n-seg.yaml"), YOLODataModule(data=optimized, imgsz=64, workers=0))
+
+
+def test_credentials_stay_out_of_checkpoints_and_the_dataset_pickles(detect_data, tmp_path):
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    datamodule = YOLODataModule(data=optimized, imgsz=64, workers=0, storage_options={"aws_secret_access_key": "s"})
+    assert "storage_options" not in datamodule.hparams
+    datamodule.setup("validate")
+    copy = pickle.loads(pickle.dumps(datamodule.val_dataset))  # as a spawned worker receives it
+    files = YOLODataModule(data=str(detect_data), imgsz=64, workers=0)
+    files.setup("validate")
+    assert torch.equal(copy[0]["img"], files.val_dataset[0]["img"])  # the same letterboxed image
+
+
+def test_cli_optimize_then_fit(detect_data, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "optimized"
+    result = subprocess.run(["yolo-lightning", "optimize", "--data", str(detect_data), "--output", str(out)],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / MARKER).is_file() and "trains from it" in result.stdout + result.stderr
+    result = subprocess.run(["yolo-lightning", "fit", "--data.data", str(out), "--data.imgsz", "64", "--data.batch", "4",
+                             "--data.workers", "0", "--trainer.max_epochs", "1"],
+                            capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert torch.load(tmp_path / "runs" / "detect" / "train" / "weights" / "best.pt", weights_only=False)
+
+
+def test_two_optimize_runs_at_once_keep_their_own_chunks(tmp_path):
+    """LitData stages chunks in one folder per machine: each run stages in its own, so both indexes are whole."""
+    datas = [synthetic_data(task, tmp_path / "data", n_train=8, n_val=4, imgsz=64) for task in ("detect", "segment")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [subprocess.Popen(["yolo-lightning", "optimize", "--data", str(d), "--output", str(tmp_path / f"out{i}")],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for i, d in enumerate(datas)]  # fmt: skip
+    for run in runs:
+        assert run.wait(timeout=300) == 0, run.stderr.read()[-3000:]
+    for i in range(2):
+        for split, n in (("train", 8), ("val", 4)):
+            index = json.loads((tmp_path / f"out{i}" / split / "index.json").read_text())
+            assert sum(chunk["chunk_size"] for chunk in index["chunks"]) == n

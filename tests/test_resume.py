@@ -55,7 +55,13 @@ def _result(process: subprocess.CompletedProcess) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_continues_the_same_run(tiny_data_yaml, tmp_path):
+@pytest.mark.parametrize("source", ["data.yaml", "optimized"])
+def test_sigkill_then_resume_continues_the_same_run(source, tiny_data_yaml, tmp_path):
+    """Also from an optimized (streamed) copy of the data: the same samplers, the same resume state."""
+    if source == "optimized":
+        from yolo_lightning.streaming import optimize_dataset
+
+        tiny_data_yaml = optimize_dataset(tiny_data_yaml, str(tmp_path / "optimized"))
     uninterrupted = _result(_train("full", tmp_path / "full", tiny_data_yaml))
 
     killed = _train("kill", tmp_path / "run", tiny_data_yaml)

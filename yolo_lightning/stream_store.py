@@ -35,6 +35,17 @@ def is_remote(location: str | Path) -> bool:
     return str(location).startswith(_REMOTE)
 
 
+def require_streaming() -> None:
+    """One clear error when the streaming extra (LitData, boto3) is not installed."""
+    import importlib.util
+
+    missing = [name for name in ("litdata", "boto3") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"streaming datasets need {' and '.join(missing)}: pip install 'yolo-lightning[streaming]'"
+        )
+
+
 def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
     """Let LitData's S3 client (obstore) talk to an ``http://`` endpoint (a MinIO or moto without TLS).
 
@@ -80,6 +91,7 @@ def optimized_config(
 ) -> dict[str, Any]:
     """The dataset config of an optimized dataset, as check_det_dataset gives a data.yaml's: its class names and task
     keys, ``path`` the dataset's location, each split it holds; one error for another task or a missing split."""
+    require_streaming()
     metadata = read_metadata(location, storage_options)
     if metadata["task"] != task.name:
         raise ConfigurationError(

@@ -30,6 +30,7 @@ from yolo_lightning.stream_store import (
     allow_plain_http,
     delete_object,
     read_text,
+    require_streaming,
     split_location,
     write_object,
 )
@@ -64,6 +65,7 @@ def optimize_dataset(
     """
     from yolo_lightning.datamodule import YOLODataModule
 
+    require_streaming()
     spec = _task(data, task)
     if spec.labels == "folders":
         raise ConfigurationError("optimize_dataset: classification folders are not supported yet; use the folder.")

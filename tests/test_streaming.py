@@ -67,6 +67,45 @@ def test_validating_from_the_bucket_equals_the_data_yaml(trained_weights, standa
     assert ours == pytest.approx(files, abs=1e-6)
 
 
+def _mixed_aspect_copy(source: Path, target: Path) -> Path:
+    """A copy of a synthetic dataset whose odd images are cut to 64 x 40 (labels unchanged: still valid rows), so
+    Ultralytics' rect batches re-sort its images by aspect ratio."""
+    import shutil
+
+    import cv2
+
+    shutil.copytree(source.parent, target)
+    for k, image in enumerate(sorted((target / "images").rglob("*.png"))):
+        if k % 2:
+            cv2.imwrite(str(image), cv2.imread(str(image))[:40])
+    for name in (target / "images").rglob("*.cache"):
+        name.unlink()
+    config = yaml.safe_load((target / source.name).read_text())
+    (target / source.name).write_text(yaml.safe_dump({**config, "path": str(target)}))
+    return target / source.name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["detect", "semantic", "depth"])
+def test_mixed_aspect_ratios_validate_as_from_files(task, tmp_path):
+    """Rect validation re-sorts the images by aspect ratio: each still meets its own labels (and mask, depth map)."""
+    model = {"detect": "yolo26n.yaml", "semantic": "yolo26n-sem.yaml", "depth": "yolo26n-depth.yaml"}[task]
+    names = {"detect": SYNTHETIC_NAMES, "semantic": {**SYNTHETIC_NAMES, 4: "background"}, "depth": {0: "depth"}}[task]
+    data = _mixed_aspect_copy(synthetic_data(task, tmp_path / "data", n_train=8, n_val=8, imgsz=64), tmp_path / "mixed")
+    if task != "detect":  # masks and depth maps cut as their images
+        import cv2
+
+        folder = "masks" if task == "semantic" else "depth"
+        for k, file in enumerate(sorted((data.parent / folder).rglob("*.png"))):
+            if k % 2:
+                cv2.imwrite(str(file), cv2.imread(str(file), cv2.IMREAD_UNCHANGED)[:40])
+    weights = save_initial_weights(model, names, tmp_path / "init.pt")
+    optimized = optimize_dataset(data, str(tmp_path / "optimized"))
+    files = _validate(weights, str(data), tmp_path / "files")
+    ours = _validate(weights, optimized, tmp_path / "stream")
+    assert ours == pytest.approx(files, abs=1e-6)
+
+
 @pytest.mark.slow
 def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_path):
     """Augmentation off, the same sampler order: every loss of 2 epochs (warmup, accumulation) is the same."""
@@ -193,10 +232,14 @@ def test_cli_optimize_then_fit(detect_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / MARKER).is_file() and "trains from it" in result.stdout + result.stderr
     result = subprocess.run(["yolo-lightning", "fit", "--data.data", str(out), "--data.imgsz", "64", "--data.batch", "4",
-                             "--data.workers", "0", "--trainer.max_epochs", "1"],
+                             "--data.workers", "0", "--trainer.max_epochs", "1",
+                             "--data.storage_options", '{"aws_secret_access_key": "s3cr3t"}'],
                             capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert torch.load(tmp_path / "runs" / "detect" / "train" / "weights" / "best.pt", weights_only=False)
+    run = tmp_path / "runs" / "detect" / "train"
+    assert torch.load(run / "weights" / "best.pt", weights_only=False)
+    saved = next(run.glob("lightning_logs/*/config.yaml")).read_text()
+    assert "s3cr3t" not in saved and "***" in saved
 
 
 def test_two_optimize_runs_at_once_keep_their_own_chunks(tmp_path):

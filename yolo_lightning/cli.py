@@ -88,7 +88,21 @@ class SaveConfigInRunFolder(SaveConfigCallback):
             for callback in trainer.callbacks:  # the folder is this run's: fitting must not move on to the next one
                 if isinstance(callback, UltralyticsCheckpoint) and callback._default_layout:  # not a dirpath of its own
                     callback.exist_ok = True
+        self.config = _without_secrets(self.config)
         super().setup(trainer, pl_module, stage)
+
+
+def _without_secrets(config: Any) -> Any:
+    """The config with ``--data.storage_options`` values other than the endpoint and region masked: config.yaml is a
+    run-folder file others read, not a credentials store."""
+    subcommand = config.get("subcommand") if hasattr(config, "get") else None
+    key = f"{subcommand}.data.storage_options" if subcommand else "data.storage_options"
+    options = config.get(key) if hasattr(config, "get") else None
+    if not options:
+        return config
+    config = config.clone()
+    config[key] = {k: v if k in {"endpoint_url", "region_name"} else "***" for k, v in options.items()}
+    return config
 
 
 class YOLOLightningCLI(LightningCLI):

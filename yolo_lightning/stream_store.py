@@ -92,6 +92,11 @@ def optimized_config(
     """The dataset config of an optimized dataset, as check_det_dataset gives a data.yaml's: its class names and task
     keys, ``path`` the dataset's location, each split it holds; one error for another task or a missing split."""
     require_streaming()
+    if task.is_rtdetr:
+        raise ConfigurationError(
+            f"data={location!r}: RT-DETR trains on RTDETRDataset's pipeline, which streaming does not serve yet; "
+            "train it from the data.yaml."
+        )
     metadata = read_metadata(location, storage_options)
     if metadata["task"] != task.name:
         raise ConfigurationError(
@@ -100,7 +105,7 @@ def optimized_config(
         )
     held = tuple(metadata["images"])
     for split in splits or ():
-        if split not in held and not (split == "val" and "test" in held):
+        if split not in held:
             raise ConfigurationError(f"data={location!r} has no {split!r} split (it holds {', '.join(held)}).")
     config = {k: v for k, v in metadata.items() if k not in {"format", "task", "images"}}
     config.update({split: split_location(location, split) for split in held}, path=location.rstrip("/"))

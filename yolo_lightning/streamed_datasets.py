@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import os
 import shutil
 import tempfile
 import weakref
@@ -22,10 +23,17 @@ import cv2
 import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
-from ultralytics.data.dataset import DepthDataset, PolygonSemanticDataset, SemanticDataset, YOLODataset
+from ultralytics.data.dataset import (
+    DATASET_CACHE_VERSION,
+    DepthDataset,
+    PolygonSemanticDataset,
+    SemanticDataset,
+    YOLODataset,
+)
 from ultralytics.data.utils import add_polygon_background
 from ultralytics.utils import IterableSimpleNamespace, colorstr
 
+from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.stream_store import allow_plain_http, load_label_cache, split_location
 
 
@@ -38,7 +46,15 @@ class _StreamedImages:
     ) -> None:
         self.stream_location = split_location(location, split)
         self.storage_options = storage_options
-        self._label_cache = load_label_cache(location, split, storage_options)
+        self._label_cache: dict[str, Any] | None = load_label_cache(location, split, storage_options)
+        if self._label_cache.get("version") != DATASET_CACHE_VERSION:
+            raise ConfigurationError(
+                f"{self.stream_location}: its labels were stored by an Ultralytics with label cache version "
+                f"{self._label_cache.get('version')!r}, this one reads {DATASET_CACHE_VERSION!r}: optimize it again."
+            )
+        # The chunks hold the images in the stored label cache's order; Ultralytics re-sorts its labels and images
+        # (rect batches sort them by aspect ratio), so a sample is found by its image's name, never by position.
+        self._positions = {label["im_file"]: k for k, label in enumerate(self._label_cache["labels"])}
         self._last: tuple[int, dict[str, Any]] | None = None
         allow_plain_http(storage_options)
         from litdata import StreamingDataset
@@ -48,11 +64,9 @@ class _StreamedImages:
         # dataset's own: LitData's default one is named after the URL alone, which other endpoints or runs may share.
         self.chunk_cache = tempfile.mkdtemp(prefix="yolo-lightning-chunks-")
         weakref.finalize(self, shutil.rmtree, self.chunk_cache, True)  # in this process only: workers leave it
-        self._stream = StreamingDataset(self.stream_location, cache_dir=self.chunk_cache, storage_options=storage_options)
-        # Random access fetches one sample's bytes per request by default; whole chunks, kept in the cache, serve every
-        # later image of theirs without a request (measured on moto: 21 images/s per sample, see BENCHMARKS.md).
-        self._stream._on_demand_bytes = False  # LitData sets it through a property only once its cache exists
+        self._open_stream()
         super().__init__(*args, **kwargs)
+        self._label_cache = None  # Ultralytics holds the labels now; workers need no second copy
 
     # ------------------------------------------------------------------------ what BaseDataset reads from files
     def get_img_files(self, img_path: Any) -> list[str]:
@@ -67,6 +81,10 @@ class _StreamedImages:
         kept = set(self.im_files)
         cache["labels"] = [label for label in cache["labels"] if label["im_file"] in kept]
         return cache, True
+
+    def get_cache_hash(self) -> str:
+        """Unused: the stored cache is taken as it is (hashing would stat every original file)."""
+        return ""
 
     def load_image(self, i: int, rect_mode: bool = True, resize_short: bool = False) -> tuple[np.ndarray, Any, Any]:
         """BaseDataset.load_image on the image's bytes from the chunks: the same resize and mosaic buffer.
@@ -105,15 +123,28 @@ class _StreamedImages:
                 self.ims[j], self.im_hw0[j], self.im_hw[j] = None, None, None
         return im, (h0, w0), im.shape[:2]
 
+    def _open_stream(self) -> None:
+        """LitData's dataset over the split's chunks, for this process (its reader is not fork-safe once used)."""
+        from litdata import StreamingDataset
+
+        self._stream = StreamingDataset(self.stream_location, cache_dir=self.chunk_cache, storage_options=self.storage_options)
+        # Random access fetches one sample's bytes per request by default; whole chunks, kept in the cache, serve every
+        # later image of theirs without a request (measured on moto: 21 images/s per sample, see BENCHMARKS.md).
+        self._stream._on_demand_bytes = False  # LitData sets it through a property only once its cache exists
+        self._stream_pid = os.getpid()
+
     def _sample(self, i: int) -> dict[str, Any]:
-        """Sample ``i`` of the split (the last one is kept: an image and its mask are read from one sample)."""
-        i = int(i)  # LitData takes Python ints only (Ultralytics passes numpy ones)
-        if self._last is not None and self._last[0] == i:
+        """The sample of image ``i`` (as Ultralytics orders them now; the last one is kept: an image and its mask
+        are read from one sample)."""
+        position = self._positions[self.im_files[int(i)]]
+        if self._last is not None and self._last[0] == position:
             return self._last[1]
-        sample = self._stream[i]
-        if int(sample["index"]) != i:
-            raise RuntimeError(f"{self.stream_location}: sample {i} holds image {sample['index']}: optimize it again.")
-        self._last = (i, sample)
+        if self._stream_pid != os.getpid():  # a forked worker: the parent's reader (thread, open chunk) is not ours
+            self._open_stream()
+        sample = self._stream[position]
+        if int(sample["index"]) != position:
+            raise RuntimeError(f"{self.stream_location}: sample {position} holds image {sample['index']}: optimize it again.")
+        self._last = (position, sample)
         return sample
 
     def __getstate__(self) -> dict[str, Any]:
@@ -124,6 +155,7 @@ class _StreamedImages:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         allow_plain_http(self.storage_options)  # a spawned worker imports LitData afresh
+        self._stream_pid = -1  # opened again on first use in this process
 
 
 class StreamedYOLODataset(_StreamedImages, YOLODataset):
@@ -136,6 +168,10 @@ class StreamedPolygonSemanticDataset(_StreamedImages, PolygonSemanticDataset):
 
 class StreamedSemanticDataset(_StreamedImages, SemanticDataset):
     """SemanticDataset on an optimized dataset: masks from the chunks, decoded as ``read_mask`` decodes files."""
+
+    def load_image(self, i: int, rect_mode: bool = True) -> tuple[np.ndarray, Any, Any]:
+        """As SemanticDataset.load_image: training scales the short side to imgsz."""
+        return super().load_image(i, rect_mode=rect_mode, resize_short=self.augment)
 
     def load_mask(self, index: int, image_shape: tuple[int, int] | None = None) -> np.ndarray:
         payload, mode = self._sample(index)["pixels"], self.labels[index]["mode"]
@@ -169,6 +205,11 @@ def build_streamed_dataset(
 ) -> Dataset:  # fmt: skip
     """The dataset ``build_yolo_dataset`` builds for ``hyp.task`` (its class, rect and pad rules, repeated here: it
     takes no dataset class), reading the optimized dataset at ``location``."""
+    if hyp.cache:
+        raise ConfigurationError(
+            f"cache={hyp.cache!r} caches image files; streamed data is read from its chunks (cached on disk by LitData):"
+            " leave cache off."
+        )
     pad, rect = (0.0 if mode == "train" else 0.5), bool(hyp.rect or mode == "val")
     if hyp.task == "depth":
         dataset_class, pad, rect = StreamedDepthDataset, 0.0, rect and mode == "train"

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -119,7 +121,7 @@ def _optimize_split(
     import litdata
 
     inputs = [(i, label["im_file"], _pixel_file(label, spec)) for i, label in enumerate(cache["labels"])]
-    with _private_staging():
+    with _private_staging(), _own_sigint():
         litdata.optimize(
             fn=_sample, inputs=inputs, output_dir=output, chunk_bytes=chunk_bytes, num_workers=max(1, num_workers),
             mode="overwrite", keep_data_ordered=True, start_method="fork",
@@ -134,11 +136,25 @@ def _optimize_split(
 
 
 @contextmanager
+def _own_sigint() -> Iterator[None]:
+    """LitData's optimize installs a SIGINT handler that exits with status 0 and never restores the previous one: keep
+    Ctrl-C an interruption (KeyboardInterrupt, status 130) during and after it."""
+    if threading.current_thread() is not threading.main_thread():  # signal handlers belong to the main thread
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
 def _private_staging() -> Iterator[None]:
     """LitData stages chunks in one folder per machine (``$TMPDIR/chunks``): two optimize runs at once would write each
     other's index (measured: a split whose index.json lists no chunk). This run stages in a folder of its own."""
     previous = os.environ.get(_STAGING)
-    os.environ[_STAGING] = tempfile.mkdtemp(prefix="yolo-lightning-optimize-")
+    os.environ[_STAGING] = tempfile.mkdtemp(prefix="yolo-lightning-optimize-", dir=previous)  # under the user's own
     try:
         yield
     finally:

@@ -57,8 +57,6 @@ class _StreamedImages:
         self._positions = {label["im_file"]: k for k, label in enumerate(self._label_cache["labels"])}
         self._last: tuple[int, dict[str, Any]] | None = None
         allow_plain_http(storage_options)
-        from litdata import StreamingDataset
-
         # Opened here, in the process that builds the datasets, and handed to the loader workers with the dataset:
         # they share its index and its chunk cache (LitData locks each chunk's download). The cache folder is this
         # dataset's own: LitData's default one is named after the URL alone, which other endpoints or runs may share.

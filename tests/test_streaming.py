@@ -213,7 +213,7 @@ def test_another_task_than_the_optimized_one_is_one_error(detect_data, tmp_path)
         trainer.validate(YOLOModule(model="yolo26n-seg.yaml"), YOLODataModule(data=optimized, imgsz=64, workers=0))
 
 
-def test_credentials_stay_out_of_checkpoints_and_the_dataset_pickles(detect_data, tmp_path):
+def test_credentials_stay_out_of_hparams_and_a_pickled_dataset_reads_as_files_do(detect_data, tmp_path):
     optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
     datamodule = YOLODataModule(data=optimized, imgsz=64, workers=0, storage_options={"aws_secret_access_key": "s"})
     assert "storage_options" not in datamodule.hparams

@@ -414,7 +414,8 @@ class EpochImages(L.Callback):
 def run_epochimages(args: argparse.Namespace) -> None:
     """2 epochs on ``--data`` (a data.yaml or an optimized dataset), recording each rank's training images."""
     trainer = _trainer(args, EpochImages(args.out), max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(YOLOModule(model=args.model, plots=False), YOLODataModule(data=args.data, imgsz=64, batch=4, workers=0))
+    datamodule = YOLODataModule(data=args.data, imgsz=64, batch=4, workers=args.workers)
+    trainer.fit(YOLOModule(model=args.model, plots=False), datamodule)
 
 
 def main() -> None:

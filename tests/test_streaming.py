@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from parity import AUGMENTATION_OFF, run_lightning, save_initial_weights
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.errors import ConfigurationError
@@ -106,18 +106,127 @@ def test_mixed_aspect_ratios_validate_as_from_files(task, tmp_path):
     assert ours == pytest.approx(files, abs=1e-6)
 
 
+class _ImageOrder(L.Callback):
+    """Record each epoch's training images, batch by batch."""
+
+    def __init__(self) -> None:
+        self.epochs: list[list[str]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.epochs.append([])
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.epochs[-1] += list(batch["im_file"])
+
+
+class _ReplaySampler(Sampler[int]):
+    """Yields given orders, one per pass (the streamed run's image order, for the file-based dataset)."""
+
+    def __init__(self, orders: list[list[int]]) -> None:
+        self.orders = iter(orders)
+        self.size = len(orders[0])
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __iter__(self):
+        return iter(next(self.orders))
+
+    def state_dict(self) -> dict:
+        return {}
+
+
 @pytest.mark.slow
-def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_path):
-    """Augmentation off, the same sampler order: every loss of 2 epochs (warmup, accumulation) is the same."""
-    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_path, monkeypatch):
+    """Augmentation off, the file-based loader given the streamed run's image order (LitData's chunk order): every loss
+    of 2 epochs (warmup, accumulation) and every validation metric is the same."""
+    import yolo_lightning.datamodule as datamodule_module
+
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")  # several chunks
     weights = save_initial_weights("yolo26n.yaml", SYNTHETIC_NAMES, tmp_path / "init.pt")
     recipe = dict(imgsz=64, batch=4, nbs=8, warmup_epochs=1.0, **AUGMENTATION_OFF)
+    order = _ImageOrder()
+    stream, module = run_lightning(weights, Path(optimized), tmp_path / "b", 2, epoch_seed=1, callbacks=[order], **recipe)
+    assert [sorted(epoch) for epoch in order.epochs] == [sorted(module.trainer.datamodule.train_dataset.im_files)] * 2
+    assert order.epochs[0] != order.epochs[1] and order.epochs[0] != sorted(order.epochs[0])  # shuffled, each epoch
+    files_dataset = YOLODataModule(data=str(detect_data), imgsz=64, workers=0)
+    files_dataset.setup("fit")
+    index = {name: i for i, name in enumerate(files_dataset.train_dataset.im_files)}
+    replay = _ReplaySampler([[index[name] for name in epoch] for epoch in order.epochs])
+    monkeypatch.setattr(datamodule_module, "UltralyticsShuffleSampler", lambda size, seed: replay)
     files, _ = run_lightning(weights, detect_data, tmp_path / "a", 2, epoch_seed=1, **recipe)
-    stream, _ = run_lightning(weights, Path(optimized), tmp_path / "b", 2, epoch_seed=1, **recipe)
     assert len(stream.losses) == len(files.losses) == 8
     np.testing.assert_array_equal(stream.losses, files.losses)
     for ours, theirs in zip(stream.epoch_metrics, files.epoch_metrics, strict=True):
         assert ours == pytest.approx(theirs, abs=1e-6)
+
+
+_PREEMPTED = """
+import json, os, signal, sys
+import lightning as L
+from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.callbacks import UltralyticsCheckpoint
+
+mode, root, data = sys.argv[1:4]
+L.seed_everything(0)
+seen = {}
+
+class Probe(L.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        seen.setdefault(str(trainer.current_epoch), []).append([list(batch["im_file"]), float(outputs["loss"])])
+        if mode == "stop" and trainer.current_epoch == 1 and batch_idx == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # a scheduler's preemption: last.ckpt is saved after this batch
+
+trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, num_sanity_val_steps=0,
+                    default_root_dir=root, callbacks=[UltralyticsCheckpoint(), Probe()])
+datamodule = YOLODataModule(data=data, imgsz=64, batch=4, workers=1, mosaic=0.0, fliplr=0.0, hsv_h=0, hsv_s=0, hsv_v=0,
+                            translate=0, scale=0)
+trainer.fit(YOLOModule(nbs=4, warmup_epochs=1), datamodule, ckpt_path="last" if mode == "resume" else None)
+print("RESULT" + json.dumps(seen))
+"""
+
+
+@pytest.mark.slow
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_unread_image(detect_data, tmp_path):
+    """SIGTERM mid-epoch saves LitData's loader position (a loader worker reads): the resumed run reads only the images
+    that epoch had not read, in the uninterrupted run's order and with its losses, and the next epoch as it did."""
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+
+    def run(mode: str, root: Path) -> dict:
+        result = subprocess.run([sys.executable, "-c", _PREEMPTED, mode, str(root), optimized], capture_output=True,
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        assert result.returncode == (143 if mode == "stop" else 0), result.stderr[-3000:]  # 143: stopped by SIGTERM
+        return json.loads(result.stdout.split("RESULT", 1)[1]) if mode != "stop" else {}
+
+    full = run("full", tmp_path / "full")
+    run("stop", tmp_path / "run")
+    resumed = run("resume", tmp_path / "run")
+    assert "0" not in resumed  # it started in epoch 1, at its third batch
+    assert [batch for batch, _ in resumed["1"]] == [batch for batch, _ in full["1"][2:]]
+    assert [batch for batch, _ in resumed["2"]] == [batch for batch, _ in full["2"]]
+    np.testing.assert_allclose([loss for _, loss in resumed["1"] + resumed["2"]],
+                               [loss for _, loss in full["1"][2:] + full["2"]], rtol=1e-4)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_fraction_trains_on_the_first_images_and_partners_come_from_the_buffer(detect_data, tmp_path):
+    """fraction=0.5 keeps the first half of the images, as Ultralytics does; mixup and cutmix draw their partner from
+    the image buffer (in chunk order a partner from anywhere would download a chunk per image)."""
+    from ultralytics.data.augment import CutMix, MixUp
+
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+    order = _ImageOrder()
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False, limit_val_batches=0,
+                        num_sanity_val_steps=0, default_root_dir=str(tmp_path), callbacks=[order])  # fmt: skip
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=4, workers=0, fraction=0.5, mixup=1.0, cutmix=1.0)
+    trainer.fit(YOLOModule(model="yolo26n.yaml", plots=False), datamodule)
+    files = YOLODataModule(data=str(detect_data), imgsz=64, workers=0, fraction=0.5)
+    files.setup("fit")
+    assert [sorted(epoch) for epoch in order.epochs] == [sorted(files.train_dataset.im_files)] * 2  # 8 of 16
+    dataset = datamodule.train_dataset
+    mixes = [t for t in dataset.transforms.transforms if isinstance(t, (MixUp, CutMix))]
+    assert len(mixes) == 2 and dataset.buffer
+    assert all(mix.get_indexes() in dataset.buffer for mix in mixes for _ in range(20))
 
 
 @pytest.mark.slow
@@ -152,9 +261,10 @@ def test_a_spawned_worker_reads_the_http_bucket(detect_data, s3, tmp_path):
 
 
 def test_every_image_once_per_epoch_under_two_process_ddp(detect_data, tmp_path):
-    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")  # several chunks
     probe = Path(__file__).parent / "ddp_probe.py"
-    command = [sys.executable, str(probe), "epochimages", str(tmp_path), "--data", optimized, "--devices", "2"]
+    command = [sys.executable, str(probe), "epochimages", str(tmp_path), "--data", optimized, "--devices", "2",
+               "--workers", "1"]  # LitData shards over ranks and each rank's loader worker
     result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

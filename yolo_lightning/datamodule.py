@@ -6,6 +6,7 @@ import math
 import warnings
 from collections.abc import Callable
 from copy import copy
+from functools import partial
 from typing import Any
 
 import lightning as L
@@ -265,18 +266,32 @@ class YOLODataModule(L.LightningDataModule):
         world_size, rank = self._world()
         seed = self.hparams.seed
         if world_size > 1:
-            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
             seed_main_process(seed, rank)
+        if self.mosaic_closed or self._starts_without_mosaic():
+            self._train_loader = None
+            self.close_mosaic()  # before any iterator exists, so even the first epoch's workers see it
+        if self.streamed:  # LitData's sharded chunk order; the loader's own state resumes it (Lightning saves it)
+            from yolo_lightning.streamed_loader import ChunkOrderedImages, RunEpochLoader
+
+            loader_class = partial(RunEpochLoader, run_epoch=self._run_epoch)
+            stream = ChunkOrderedImages(dataset, seed)
+            self._train_loader = self._loader(
+                stream, batch, None, self.hparams.workers, 4, dataset_collate(dataset), loader_class=loader_class
+            )
+            return self._train_loader
+        if world_size > 1:
+            sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
         else:
             sampler = UltralyticsShuffleSampler(len(dataset), seed)
             if self._sampler_state is not None:
                 sampler.load_state_dict(self._sampler_state)
             self._train_sampler = sampler
-        if self.mosaic_closed or self._starts_without_mosaic():
-            self._train_loader = None
-            self.close_mosaic()  # before any iterator exists, so even the first epoch's workers see it
         self._train_loader = self._loader(dataset, batch, sampler, self.hparams.workers, prefetch=4)
         return self._train_loader
+
+    def _run_epoch(self) -> int | None:
+        """The attached Trainer's current epoch (None without one)."""
+        return self.trainer.current_epoch if self.trainer is not None else None
 
     def _starts_without_mosaic(self) -> bool:
         """True when a fresh run's first epoch already falls in the last ``close_mosaic`` epochs."""
@@ -320,16 +335,17 @@ class YOLODataModule(L.LightningDataModule):
         workers: int,
         prefetch: int,
         collate: Callable[[list[Any]], Any] | None = None,
+        loader_class: Callable[..., DataLoader] = DataLoader,
     ) -> DataLoader:
-        """A DataLoader with Ultralytics' collate, worker seeding and worker-count rule (workers honoured on CPU)."""
+        """A DataLoader (or ``loader_class``: LitData's) with Ultralytics' collate, worker seeding and worker-count rule
+        (workers honoured on CPU)."""
         batches = math.ceil((len(sampler) if sampler is not None else len(dataset)) / batch)
         local_devices = self.trainer.num_devices if self.trainer is not None else 1
         num_workers = loader_workers(workers, local_devices, batches)  # at most cpu_count // local devices
-        return DataLoader(
+        return loader_class(
             dataset,
             batch_size=batch,
             sampler=sampler,
-            shuffle=False,
             num_workers=num_workers,
             prefetch_factor=prefetch if num_workers > 0 else None,
             pin_memory=pin_memory(self._root_device()),

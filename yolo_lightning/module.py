@@ -56,6 +56,7 @@ from yolo_lightning.network import (
 from yolo_lightning.optimization import DEFAULT_MAX_NORM, Optimization, global_batch
 from yolo_lightning.predict import predict_batch, task_predictor
 from yolo_lightning.run_folder import stage_folder
+from yolo_lightning.sampling import restore_loader_position
 from yolo_lightning.tasks import Task, task_of
 from yolo_lightning.version import yolo_lightning_version
 
@@ -252,7 +253,8 @@ class YOLOModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         """Ultralytics' parameter groups, ``optimizer="auto"`` rule and per-epoch LambdaLR (see ``Optimization``)."""
         _ = self.trainer.estimated_stepping_batches  # sets up the training loader (configure_optimizers runs first)
-        dataset_size = len(self.trainer.train_dataloader.dataset)
+        source = self.trainer.train_dataloader.dataset
+        dataset_size = len(getattr(source, "images", source))  # a stream's length is this rank's share: its images'
         return self.optimization.configure(
             self.model, self.model.args, global_batch(self.trainer), dataset_size, self.trainer.max_epochs,
             self.hparams.backbone_lr_ratio, self.is_rtdetr,
@@ -261,6 +263,7 @@ class YOLOModule(L.LightningModule):
     def on_train_start(self) -> None:
         """Fix warmup and nominal accumulation; build the (class-weighted) loss, fast-forwarding YOLO26's on resume."""
         trainer = self.trainer
+        restore_loader_position(trainer)
         self.optimization.start(self.model.args, global_batch(trainer), trainer.num_training_batches, trainer.max_epochs)
         attach_criterion(self.model, training_criterion(self.model, self.class_weight_values, self.current_epoch))
         if self.class_weight_values is not None:

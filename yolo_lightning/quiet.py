@@ -9,12 +9,13 @@ import warnings
 # YOLOModule's callbacks replace Lightning's default checkpoint and progress bar (it never replaces a user's own).
 _INFO = ("💡 Tip:", "The following callbacks returned in `LightningModule.configure_callbacks` will override")
 # Lightning's notices that do not apply to yolo-lightning: its default logger without tensorboard (yolo-lightning
-# writes Ultralytics' results.csv/results.png itself), and predict's loader (Ultralytics' own, read in this process,
-# batches without indices).
+# writes Ultralytics' results.csv/results.png itself), predict's loader (Ultralytics' own, read in this process,
+# batches without indices), and a streamed training loader's length (LitData shards per worker: its length is exact).
 _NOTICES = (
     r"Starting from v1\.9\.0, `tensorboardX` has been removed",
     r"Couldn't infer the batch indices fetched from your dataloader",
     r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's own call into torch 2.14's pytree
+    r"Your `IterableDataset` has `__len__` defined",
 )
 
 

@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import Dataset, DistributedSampler, Sampler, default_collate
@@ -121,3 +122,14 @@ def seed_main_process(seed: int, rank: int) -> None:
     random.seed(seed + 1 + rank)
     np.random.seed(seed + 1 + rank)
     torch.manual_seed(seed + 1 + rank)
+
+
+def restore_loader_position(trainer: L.Trainer) -> None:
+    """Give the training loader the position a mid-epoch checkpoint saved (LitData's loader holds one), before the
+    resumed epoch starts.
+
+    Lightning drops it when ``estimated_stepping_batches`` built the loader before the checkpoint was restored, as
+    ``configure_optimizers`` does (Lightning issue #20550); its own loading step, run here, applies it only when
+    restarting mid-epoch and only once.
+    """
+    trainer.fit_loop._load_combined_loader_states()

@@ -3,8 +3,9 @@ masks and depth maps from an optimized dataset (LitData chunks, local or ``s3://
 
 Everything else is Ultralytics': the labels (its label cache, stored with the chunks), every augmentation (mosaic
 through its image buffer, mixup, cutmix, copy-paste, HSV, affine), ``close_mosaic``, rect validation batches and the
-collate. Each image is fetched by index (LitData's random access: the chunk holding it is downloaded once into the
-local cache), so yolo-lightning's samplers keep their order, their shards and their resume state.
+collate. Training reads the images in LitData's chunk order (``streamed_loader``: each sample goes through
+``training_sample``); validation and test fetch each image by index (LitData's random access: the chunk holding it is
+downloaded once into a local cache), so rect batches keep Ultralytics' aspect-ratio order.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import copy
 import io
 import math
 import os
+import random
 import shutil
 import tempfile
 import weakref
@@ -30,6 +32,7 @@ from ultralytics.data.dataset import (
     SemanticDataset,
     YOLODataset,
 )
+from ultralytics.data.augment import BaseMixTransform, Mosaic
 from ultralytics.data.utils import add_polygon_background
 from ultralytics.utils import IterableSimpleNamespace, colorstr
 
@@ -56,6 +59,7 @@ class _StreamedImages:
         # (rect batches sort them by aspect ratio), so a sample is found by its image's name, never by position.
         self._positions = {label["im_file"]: k for k, label in enumerate(self._label_cache["labels"])}
         self._last: tuple[int, dict[str, Any]] | None = None
+        self._indices: dict[int, int] | None = None  # chunk position -> Ultralytics' index, built on first use
         allow_plain_http(storage_options)
         # Opened here, in the process that builds the datasets, and handed to the loader workers with the dataset:
         # they share its index and its chunk cache (LitData locks each chunk's download). The cache folder is this
@@ -121,6 +125,23 @@ class _StreamedImages:
                 self.ims[j], self.im_hw0[j], self.im_hw[j] = None, None, None
         return im, (h0, w0), im.shape[:2]
 
+    def build_transforms(self, hyp: IterableSimpleNamespace) -> Any:
+        """The task dataset's transforms; in training, mixup, cutmix and copy-paste draw their partner image from the
+        image buffer, as mosaic does (Ultralytics draws it from the whole dataset: in chunk order that is a chunk
+        download per partner; the buffer holds the last ``min(n, 8 x batch, 1000)`` images this loader read)."""
+        transforms = super().build_transforms(hyp)
+        if self.augment:
+            _draw_partners_from_buffer(transforms, self, set())
+        return transforms
+
+    def training_sample(self, item: dict[str, Any]) -> dict[str, Any]:
+        """Ultralytics' training sample (labels, augmentations) of the image that LitData's iteration read: ``item``."""
+        position = int(item["index"])
+        if self._indices is None:
+            self._indices = {self._positions[name]: i for i, name in enumerate(self.im_files)}
+        self._last = (position, item)
+        return self[self._indices[position]]
+
     def _open_stream(self) -> None:
         """LitData's dataset over the split's chunks, for this process (its reader is not fork-safe once used)."""
         from litdata import StreamingDataset
@@ -154,6 +175,29 @@ class _StreamedImages:
         self.__dict__.update(state)
         allow_plain_http(self.storage_options)  # a spawned worker imports LitData afresh
         self._stream_pid = -1  # opened again on first use in this process
+
+
+class _BufferedPartner:
+    """A mix transform's ``get_indexes``: a random image of the dataset's mosaic buffer (picklable, for workers)."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __call__(self) -> int:
+        return random.choice(self.dataset.buffer)
+
+
+def _draw_partners_from_buffer(transform: Any, dataset: Dataset, seen: set[int]) -> None:
+    """Make every mix transform of ``dataset`` under ``transform`` (but Mosaic, which does already) draw partners from
+    the dataset's image buffer."""
+    if id(transform) in seen:
+        return
+    seen.add(id(transform))
+    if isinstance(transform, BaseMixTransform) and not isinstance(transform, Mosaic) and transform.dataset is dataset:
+        transform.get_indexes = _BufferedPartner(dataset)
+    for child in [*getattr(transform, "transforms", ()), getattr(transform, "pre_transform", None)]:
+        if child is not None:
+            _draw_partners_from_buffer(child, dataset, seen)
 
 
 class StreamedYOLODataset(_StreamedImages, YOLODataset):
@@ -208,9 +252,9 @@ def build_streamed_dataset(
             f"cache={hyp.cache!r} caches image files; streamed data is read from its chunks (cached on disk by LitData):"
             " leave cache off."
         )
-    pad, rect = (0.0 if mode == "train" else 0.5), bool(hyp.rect or mode == "val")
+    pad, rect = (0.0 if mode == "train" else 0.5), mode == "val"  # training never rect (no rect argument)
     if hyp.task == "depth":
-        dataset_class, pad, rect = StreamedDepthDataset, 0.0, rect and mode == "train"
+        dataset_class, pad, rect = StreamedDepthDataset, 0.0, False  # DepthTrainer: never rect
     elif hyp.task == "semantic":
         dataset_class, pad = (StreamedSemanticDataset if data.get("masks_dir") else StreamedPolygonSemanticDataset), 0.0
         if dataset_class is StreamedPolygonSemanticDataset:

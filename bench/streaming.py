@@ -42,7 +42,9 @@ def measure(data: str, workers: int, epochs: int, imgsz: int, cache: str, option
     """One loader run in a fresh process (one computing thread, as a DDP rank on CPU would have)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = [data, str(workers), str(epochs), str(imgsz), cache, json.dumps(options or {})]
-    result = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env, check=True)
+    result = subprocess.run([sys.executable, "-c", RUN, *args], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"{data} (workers={workers}, cache={cache!r}) failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.split("RESULT", 1)[1])
 
 

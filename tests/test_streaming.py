@@ -6,8 +6,10 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -167,7 +169,7 @@ import lightning as L
 from yolo_lightning import YOLODataModule, YOLOModule
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 
-mode, root, data = sys.argv[1:4]
+mode, root, data, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 L.seed_everything(0)
 seen = {}
 
@@ -180,21 +182,28 @@ class Probe(L.Callback):
 trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, num_sanity_val_steps=0,
                     default_root_dir=root, callbacks=[UltralyticsCheckpoint(), Probe()])
 datamodule = YOLODataModule(data=data, imgsz=64, batch=4, workers=1, mosaic=0.0, fliplr=0.0, hsv_h=0, hsv_s=0, hsv_v=0,
-                            translate=0, scale=0)
+                            translate=0, scale=0, storage_options=options)
 trainer.fit(YOLOModule(nbs=4, warmup_epochs=1), datamodule, ckpt_path="last" if mode == "resume" else None)
 print("RESULT" + json.dumps(seen))
 """
 
 
 @pytest.mark.slow
-def test_a_run_stopped_mid_epoch_resumes_at_the_next_unread_image(detect_data, tmp_path):
-    """SIGTERM mid-epoch saves LitData's loader position (a loader worker reads): the resumed run reads only the images
-    that epoch had not read, in the uninterrupted run's order and with its losses, and the next epoch as it did."""
-    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+def test_a_run_stopped_mid_epoch_resumes_at_the_next_unread_image(detect_data, s3, tmp_path):
+    """SIGTERM mid-epoch saves LitData's loader position (a loader worker reads the bucket): the resumed run, in a job
+    with another temporary folder (SLURM's per-job TMPDIR), reads only the images that epoch had not read, in the
+    uninterrupted run's order and with its losses, and the next epoch as it did."""
+    url = f"s3://{BUCKET}/preempted"
+    optimize_dataset(detect_data, url, storage_options=s3, chunk_bytes="20KB")
 
     def run(mode: str, root: Path) -> dict:
-        result = subprocess.run([sys.executable, "-c", _PREEMPTED, mode, str(root), optimized], capture_output=True,
-                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+        # short: multiprocessing puts the sockets that pass loader batches' shared memory under it, and a socket
+        # path over 107 characters (a pytest folder's) fails there, losing the batch (the main process waits forever)
+        temporary = tempfile.mkdtemp(prefix=f"yl-{mode}-")
+        result = subprocess.run([sys.executable, "-c", _PREEMPTED, mode, str(root), url, json.dumps(s3)],
+                                capture_output=True, text=True, timeout=300,
+                                env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": temporary})  # fmt: skip
+        shutil.rmtree(temporary, ignore_errors=True)
         assert result.returncode == (143 if mode == "stop" else 0), result.stderr[-3000:]  # 143: stopped by SIGTERM
         return json.loads(result.stdout.split("RESULT", 1)[1]) if mode != "stop" else {}
 
@@ -206,6 +215,52 @@ def test_a_run_stopped_mid_epoch_resumes_at_the_next_unread_image(detect_data, t
     assert [batch for batch, _ in resumed["2"]] == [batch for batch, _ in full["2"]]
     np.testing.assert_allclose([loss for _, loss in resumed["1"] + resumed["2"]],
                                [loss for _, loss in full["1"][2:] + full["2"]], rtol=1e-4)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_epochs_cut_short_still_shuffle_anew(detect_data, tmp_path):
+    """limit_train_batches ends each epoch before the loader worker runs out: each epoch still has its own order (a
+    persistent worker would replay the first one)."""
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+    order = _ImageOrder()
+    trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, limit_val_batches=0,
+                        limit_train_batches=0.5, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
+                        callbacks=[order])  # fmt: skip
+    trainer.fit(YOLOModule(model="yolo26n.yaml", plots=False), YOLODataModule(data=optimized, imgsz=64, batch=2, workers=1))
+    assert [len(epoch) for epoch in order.epochs] == [8, 8, 8]
+    assert len({tuple(epoch) for epoch in order.epochs}) == 3
+
+
+def test_a_saved_position_from_other_data_is_one_error(detect_data, tmp_path):
+    """A mid-epoch position applies only to the images it was saved for: a split optimized again since (its version
+    is the last part of LitData's cache path) or another fraction is refused, not silently misapplied."""
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=4, workers=0)
+    datamodule.setup("fit")
+    loader = datamodule.train_dataloader()
+    saved = loader.state_dict()
+    other_version = {**saved, "dataset": {**saved["dataset"], "input_dir_url": "s3://bucket/ds/train",
+                                          "input_dir_path": "/cache/abc/1700000000.0"}}  # fmt: skip
+    with pytest.raises(ConfigurationError, match="was optimized again after this checkpoint"):
+        loader.load_state_dict(other_version)
+    fewer = {**saved, "dataset": {**saved["dataset"], "region_of_interest": saved["dataset"]["region_of_interest"][1:]}}
+    with pytest.raises(ConfigurationError, match="read 14 images, this one reads 16"):
+        loader.load_state_dict(fewer)
+    loader.load_state_dict(saved)  # the same data: accepted
+
+
+def test_too_few_images_for_one_batch_per_process_is_one_error(detect_data, tmp_path):
+    """Under DDP LitData gives every rank the same whole batches: 16 images, 8 processes of batch 4 get none."""
+    from types import SimpleNamespace
+
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=32, workers=0)
+    datamodule.setup("fit")
+    datamodule.trainer = SimpleNamespace(world_size=8, global_rank=0, num_nodes=1, num_devices=8, current_epoch=0,
+                                         max_epochs=1, limit_train_batches=1.0, lightning_module=None,
+                                         strategy=SimpleNamespace(root_device=torch.device("cpu")))  # fmt: skip
+    with pytest.raises(ConfigurationError, match="16 training images give no batch of 4 to each of the 8 processes"):
+        datamodule.train_dataloader()
 
 
 @pytest.mark.slow
@@ -230,23 +285,44 @@ def test_fraction_trains_on_the_first_images_and_partners_come_from_the_buffer(d
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("task", ["segment", "semantic", "depth", "pose", "obb"])
+@pytest.mark.parametrize("task", ["segment", "semantic", "depth", "pose", "obb", "classify"])
 def test_every_task_fits_from_the_bucket_with_its_augmentations(task, s3, tmp_path):
-    """Default augmentation (mosaic through Ultralytics' buffer, mixup and cutmix drawing any image), 2 loader
-    workers that open the bucket themselves, close_mosaic, rect validation, the run folder's plots."""
+    """Default augmentation (mosaic through Ultralytics' buffer, mixup and cutmix with partners from it; classify:
+    its torchvision augmentations), 2 loader workers that open the bucket themselves, close_mosaic, rect validation,
+    the run folder's plots."""
     data = synthetic_data(task, tmp_path / "data", n_train=8, n_val=4, imgsz=64)
     url = f"s3://{BUCKET}/{task}"
     optimize_dataset(data, url, storage_options=s3)
     model = {"segment": "yolo26n-seg.yaml", "semantic": "yolo26n-sem.yaml", "depth": "yolo26n-depth.yaml",
-             "pose": "yolo26n-pose.yaml", "obb": "yolo26n-obb.yaml"}[task]  # fmt: skip
+             "pose": "yolo26n-pose.yaml", "obb": "yolo26n-obb.yaml", "classify": "yolo26n-cls.yaml"}[task]  # fmt: skip
     trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
                         default_root_dir=str(tmp_path / "run"))  # fmt: skip
     datamodule = YOLODataModule(data=url, imgsz=64, batch=4, workers=2, close_mosaic=1, mixup=0.5, cutmix=0.5,
                                 storage_options=s3)  # fmt: skip
     trainer.fit(YOLOModule(model=model), datamodule)
-    assert datamodule.mosaic_closed and trainer.current_epoch == 2
-    assert {"labels.jpg", "train_batch0.jpg", "val_batch0_pred.jpg", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    assert trainer.current_epoch == 2 and datamodule.mosaic_closed == (task != "classify")
+    plots = {"train_batch0.jpg", "val_batch0_pred.jpg", "results.csv"} | ({"labels.jpg"} if task != "classify" else set())
+    assert plots <= {p.name for p in (tmp_path / "run").iterdir()}
     assert "fitness" in trainer.callback_metrics
+
+
+@pytest.mark.slow
+def test_a_classification_folder_validates_from_the_bucket_as_from_files(trained, s3, tmp_path):
+    """optimize_dataset takes Ultralytics' image-folder tree: the same weights give the same metrics from the bucket."""
+    weights, data = trained["classify"]
+    url = f"s3://{BUCKET}/classify-folder"
+    optimize_dataset(data, url, storage_options=s3)
+    assert yaml.safe_load(_read_marker(url, s3))["task"] == "classify"
+    files = _validate(weights, str(data), tmp_path / "files")
+    ours = _validate(weights, url, tmp_path / "stream", storage_options=s3)
+    assert files["metrics/accuracy_top1"] > 0.3
+    assert ours == pytest.approx(files, abs=1e-6)
+
+
+def _read_marker(url: str, options: dict) -> str:
+    from yolo_lightning.stream_store import read_text
+
+    return read_text(f"{url}/{MARKER}", options)
 
 
 def test_a_spawned_worker_reads_the_http_bucket(detect_data, s3, tmp_path):

@@ -263,7 +263,7 @@ def optimize_main(args: list[str]) -> None:
     from yolo_lightning.streaming import optimize_dataset
 
     parser = argparse.ArgumentParser(prog="yolo-lightning optimize", description=optimize_dataset.__doc__)
-    parser.add_argument("--data", required=True, help="the data.yaml to convert")
+    parser.add_argument("--data", required=True, help="the data.yaml (or classification folder) to convert")
     parser.add_argument("--output", required=True, help="a local folder or s3://bucket/prefix")
     parser.add_argument("--task", default=None, help="the labels' task (default: read from the data)")
     parser.add_argument("--num_workers", type=int, default=1, help="LitData's writer processes")

@@ -273,11 +273,21 @@ class YOLODataModule(L.LightningDataModule):
         if self.streamed:  # LitData's sharded chunk order; the loader's own state resumes it (Lightning saves it)
             from yolo_lightning.streamed_loader import ChunkOrderedImages, RunEpochLoader
 
-            loader_class = partial(RunEpochLoader, run_epoch=self._run_epoch)
-            stream = ChunkOrderedImages(dataset, seed)
+            nodes = self.trainer.num_nodes if self.trainer is not None else 1
+            stream = ChunkOrderedImages(dataset, seed, world=(world_size, rank, nodes))
+            # A persistent worker's copy of the stream counts epochs itself, when it runs out: an epoch cut short
+            # (limit_train_batches) would leave it replaying the same order, so then workers restart each epoch
+            limit = self.trainer.limit_train_batches if self.trainer is not None else 1.0
+            whole_epochs = isinstance(limit, float) and limit == 1.0  # an int 1 is one batch per epoch
             self._train_loader = self._loader(
-                stream, batch, None, self.hparams.workers, 4, dataset_collate(dataset), loader_class=loader_class
-            )
+                stream, batch, None, self.hparams.workers, 4, dataset_collate(dataset),
+                loader_class=partial(RunEpochLoader, run_epoch=self._run_epoch), persistent=whole_epochs,
+            )  # fmt: skip
+            if len(self._train_loader) == 0:  # LitData's drop_last under DDP: every rank runs the same batches
+                raise ConfigurationError(
+                    f"{len(dataset)} training images give no batch of {batch} to each of the {world_size} processes: "
+                    "lower batch or use fewer devices."
+                )
             return self._train_loader
         if world_size > 1:
             sampler = DistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed)
@@ -336,9 +346,10 @@ class YOLODataModule(L.LightningDataModule):
         prefetch: int,
         collate: Callable[[list[Any]], Any] | None = None,
         loader_class: Callable[..., DataLoader] = DataLoader,
+        persistent: bool = True,
     ) -> DataLoader:
         """A DataLoader (or ``loader_class``: LitData's) with Ultralytics' collate, worker seeding and worker-count rule
-        (workers honoured on CPU)."""
+        (workers honoured on CPU); ``persistent``: workers kept between epochs, as Ultralytics' InfiniteDataLoader."""
         batches = math.ceil((len(sampler) if sampler is not None else len(dataset)) / batch)
         local_devices = self.trainer.num_devices if self.trainer is not None else 1
         num_workers = loader_workers(workers, local_devices, batches)  # at most cpu_count // local devices
@@ -352,7 +363,7 @@ class YOLODataModule(L.LightningDataModule):
             collate_fn=collate or dataset_collate(dataset),
             worker_init_fn=seed_worker,
             generator=worker_generator(self.hparams.seed, *self._world()),
-            persistent_workers=num_workers > 0,  # as Ultralytics' InfiniteDataLoader: mosaic's image buffer persists
+            persistent_workers=persistent and num_workers > 0,  # mosaic's image buffer persists between epochs
         )
 
     def _data_source(self) -> str:

@@ -130,6 +130,11 @@ def restore_loader_position(trainer: L.Trainer) -> None:
 
     Lightning drops it when ``estimated_stepping_batches`` built the loader before the checkpoint was restored, as
     ``configure_optimizers`` does (Lightning issue #20550); its own loading step, run here, applies it only when
-    restarting mid-epoch and only once.
+    restarting mid-epoch and only once. A loader without a position (files, after a streamed run) drops the saved one,
+    as Lightning always did.
     """
-    trainer.fit_loop._load_combined_loader_states()
+    fit_loop = trainer.fit_loop
+    if not hasattr(trainer.train_dataloader, "load_state_dict"):
+        fit_loop._combined_loader_states_to_load = []
+    elif hasattr(fit_loop, "_load_combined_loader_states"):  # Lightning 2.6's; a later one may load it itself
+        fit_loop._load_combined_loader_states()

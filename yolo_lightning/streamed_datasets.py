@@ -27,13 +27,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 from ultralytics.data.dataset import (
     DATASET_CACHE_VERSION,
+    ClassificationDataset,
     DepthDataset,
     PolygonSemanticDataset,
     SemanticDataset,
     YOLODataset,
 )
-from ultralytics.data.augment import BaseMixTransform, Mosaic
-from ultralytics.data.utils import add_polygon_background
+from ultralytics.data.augment import BaseMixTransform, Mosaic, classify_augmentations, classify_transforms
+from ultralytics.data.utils import add_polygon_background, get_split_fraction
 from ultralytics.utils import IterableSimpleNamespace, colorstr
 
 from yolo_lightning.errors import ConfigurationError
@@ -47,6 +48,12 @@ class _StreamedImages:
     def __init__(
         self, *args: Any, location: str, split: str, storage_options: dict[str, Any] | None, **kwargs: Any
     ) -> None:
+        self._open_optimized(location, split, storage_options)
+        super().__init__(*args, **kwargs)
+        self._label_cache = None  # Ultralytics holds the labels now; workers need no second copy
+
+    def _open_optimized(self, location: str, split: str, storage_options: dict[str, Any] | None) -> None:
+        """Read the split's stored labels and open its chunks."""
         self.stream_location = split_location(location, split)
         self.storage_options = storage_options
         self._label_cache: dict[str, Any] | None = load_label_cache(location, split, storage_options)
@@ -67,8 +74,6 @@ class _StreamedImages:
         self.chunk_cache = tempfile.mkdtemp(prefix="yolo-lightning-chunks-")
         weakref.finalize(self, shutil.rmtree, self.chunk_cache, True)  # in this process only: workers leave it
         self._open_stream()
-        super().__init__(*args, **kwargs)
-        self._label_cache = None  # Ultralytics holds the labels now; workers need no second copy
 
     # ------------------------------------------------------------------------ what BaseDataset reads from files
     def get_img_files(self, img_path: Any) -> list[str]:
@@ -241,6 +246,48 @@ class StreamedDepthDataset(_StreamedImages, DepthDataset):
         return encoded.astype(np.float32) / float(self.data.get("depth_scale", 1000))
 
 
+class StreamedClassificationDataset(_StreamedImages, ClassificationDataset):
+    """ClassificationDataset on an optimized dataset: its samples (image, class) stored, its images from the chunks."""
+
+    def __init__(
+        self, args: IterableSimpleNamespace, augment: bool, prefix: str, *, location: str, split: str,
+        storage_options: dict[str, Any] | None,
+    ) -> None:  # fmt: skip
+        # ClassificationDataset.__init__ scans a folder tree (torchvision's ImageFolder) and has no hook for a stored
+        # sample list: its steps for one (fraction, no image cache, transforms) are repeated here
+        self._open_optimized(location, split, storage_options)
+        labels = self._label_cache["labels"]
+        fraction = get_split_fraction(args.fraction, prefix)
+        count = fraction if isinstance(fraction, int) else max(int(fraction > 0), round(len(labels) * fraction))
+        if count < len(labels):
+            raise ConfigurationError(
+                f"fraction={args.fraction!r}: Ultralytics takes classification images spread over the split, which "
+                "LitData's chunk order cannot serve; optimize a folder holding those images instead."
+            )
+        self.samples = [[label["im_file"], 0 if args.single_cls else int(label["cls"]), None, None] for label in labels]
+        self.im_files = [label["im_file"] for label in labels]
+        self.root, self.prefix = self.stream_location, colorstr(f"{prefix}: ")
+        self.cache_ram = self.cache_disk = False
+        self.torch_transforms = (
+            classify_augmentations(
+                size=args.imgsz, scale=(1.0 - args.scale, 1.0), hflip=args.fliplr, vflip=args.flipud,
+                erasing=args.erasing, auto_augment=args.auto_augment, hsv_h=args.hsv_h, hsv_s=args.hsv_s,
+                hsv_v=args.hsv_v,
+            )
+            if augment
+            else classify_transforms(size=args.imgsz)
+        )  # fmt: skip
+        self._label_cache = None
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        """As ClassificationDataset.__getitem__, the image decoded from its bytes as ``imread`` decodes a file."""
+        im = cv2.imdecode(np.frombuffer(self._sample(i)["image"], np.uint8), cv2.IMREAD_COLOR)
+        if im is None:
+            raise FileNotFoundError(f"Image Not Found {self.samples[i][0]} (in {self.stream_location})")
+        sample = self.torch_transforms(Image.fromarray(cv2.cvtColor(im, cv2.COLOR_BGR2RGB)))
+        return {"img": sample, "cls": self.samples[i][1]}
+
+
 def build_streamed_dataset(
     hyp: IterableSimpleNamespace, location: str, split: str, batch: int, data: dict[str, Any], mode: str,
     storage_options: dict[str, Any] | None, stride: int,
@@ -251,6 +298,10 @@ def build_streamed_dataset(
         raise ConfigurationError(
             f"cache={hyp.cache!r} caches image files; streamed data is read from its chunks (cached on disk by LitData):"
             " leave cache off."
+        )
+    if hyp.task == "classify":  # ClassificationTrainer.build_dataset
+        return StreamedClassificationDataset(
+            hyp, augment=mode == "train", prefix=mode, location=location, split=split, storage_options=storage_options
         )
     pad, rect = (0.0 if mode == "train" else 0.5), mode == "val"  # training never rect (no rect argument)
     if hyp.task == "depth":

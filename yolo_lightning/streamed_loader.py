@@ -1,5 +1,5 @@
 """Training batches from an optimized dataset in LitData's order: its ``StreamingDataset`` shards the chunks over the
-ranks and loader workers (each epoch every rank reads a disjoint part, chunk after chunk, shuffled by chunk and within
+ranks and loader workers (each epoch every rank reads its own part, chunk after chunk, shuffled by chunk and within
 chunks) and its ``StreamingDataLoader`` keeps the position, so Lightning saves it in checkpoints and a run resumed
 mid-epoch reads only the images that epoch had not read yet. Each image it reads goes through the Ultralytics
 dataset's ``training_sample`` (labels, every augmentation); a rank downloads only its own chunks, once each, into a
@@ -9,27 +9,48 @@ per-node cache that LitData bounds and evicts (data bigger than the disk streams
 from __future__ import annotations
 
 import hashlib
+import json
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from litdata import StreamingDataLoader, StreamingDataset
+from litdata.utilities.env import _DistributedEnv
+
+from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.stream_store import read_text
 
 CACHE_FOLDER = "yolo-lightning-chunks"
 
 
 class ChunkOrderedImages(StreamingDataset):
     """LitData's sharded, shuffled iteration over an optimized split, yielding the Ultralytics training samples of
-    ``images`` (a streamed dataset, see ``streamed_datasets``); only its first ``len(images)`` images (``fraction``)."""
+    ``images`` (a streamed dataset, see ``streamed_datasets``); only its first ``len(images)`` images (``fraction``).
 
-    def __init__(self, images: Any, seed: int) -> None:
-        super().__init__(
-            images.stream_location, cache_dir=node_chunk_cache(images.storage_options),
-            storage_options=images.storage_options, shuffle=True, seed=seed, transform=images.training_sample,
-        )  # fmt: skip
+    ``world``: (world size, global rank, nodes) of the run, as Lightning knows them.
+    """
+
+    def __init__(self, images: Any, seed: int, world: tuple[int, int, int]) -> None:
+        with _lightning_world(*world):
+            super().__init__(
+                images.stream_location, cache_dir=node_chunk_cache(images.stream_location, images.storage_options),
+                storage_options=images.storage_options, shuffle=True, seed=seed, transform=images.training_sample,
+            )  # fmt: skip
         self.images = images
         _keep_first(self, len(images))
+
+
+@contextmanager
+def _lightning_world(world_size: int, global_rank: int, num_nodes: int) -> Iterator[None]:
+    """LitData reads the world from torch.distributed and guesses the nodes as ``world_size // GPUs per machine``: a
+    wrong count on CPU or with fewer devices per node than GPUs, which skews how it shares chunks between the ranks of
+    a node. The sharding (the dataset's stored ``distributed_env``, also in its workers) uses Lightning's values."""
+    world = _DistributedEnv(world_size, global_rank, num_nodes)
+    with mock.patch.object(_DistributedEnv, "detect", classmethod(lambda cls: world)):
+        yield
 
 
 class RunEpochLoader(StreamingDataLoader):
@@ -48,7 +69,24 @@ class RunEpochLoader(StreamingDataLoader):
         self._position_loaded = False
 
     def load_state_dict(self, obj: dict[str, Any]) -> None:
-        """LitData's position (a mid-epoch checkpoint's), for the next iteration only."""
+        """LitData's position (a mid-epoch checkpoint's), for the next iteration only.
+
+        LitData refuses a state whose dataset or cache paths differ from this run's; they differ for the same data
+        when the job's temporary folder does (SLURM's per-job ``TMPDIR``) or a local dataset moved: this run's are kept.
+        """
+        dataset, saved = self.dataset, obj["dataset"]
+        if saved.get("input_dir_url") and Path(saved["input_dir_path"]).name != Path(dataset.input_dir.path).name:
+            raise ConfigurationError(  # the path's last part is the split's updated_at: optimized again since
+                f"{dataset.input_dir.url} was optimized again after this checkpoint was saved: its position in the old "
+                "images does not apply; resume from an epoch's end, or start the run over."
+            )
+        if _images(saved["region_of_interest"]) != _images(dataset.region_of_interest):
+            raise ConfigurationError(
+                f"the checkpoint's training loader read {_images(saved['region_of_interest'])} images, this one reads "
+                f"{_images(dataset.region_of_interest)} (fraction changed?): resume with the same data and fraction."
+            )
+        obj = {**obj, "dataset": {**saved, "input_dir_path": dataset.input_dir.path,
+                                  "cache_dir_path": dataset.cache_dir.path}}  # fmt: skip
         super().load_state_dict(obj)
         self._position_loaded = self.restore
 
@@ -63,17 +101,27 @@ class RunEpochLoader(StreamingDataLoader):
         yield from super().__iter__()
 
 
-def node_chunk_cache(storage_options: dict[str, Any] | None) -> str:
-    """The chunk cache every process of this machine shares for one endpoint: ``$TMPDIR/yolo-lightning-chunks/<id>``.
+def node_chunk_cache(location: str, storage_options: dict[str, Any] | None) -> str:
+    """The chunk cache every process of this machine shares for one version of a split:
+    ``$TMPDIR/yolo-lightning-chunks/<endpoint and version>``.
 
-    LitData keys a dataset's folder in it by the dataset's URL and by its index's ``updated_at`` (a dataset optimized
-    again replaces the old chunks), and locks each chunk's download, so the ranks of a node download each chunk once.
-    The endpoint gets its own folder: the same ``s3://`` URL on two endpoints is two datasets.
+    LitData locks each chunk's download in it, so the ranks of a node download each chunk once. The endpoint gets its
+    own folder (the same ``s3://`` URL on two endpoints is two datasets), and so does each version of the split (its
+    index's ``updated_at``, new at each optimize): LitData deletes a dataset's other versions from its cache folder
+    without a lock, which would pull chunks from under the other ranks or another run reading the old version.
     """
+    index = read_text(f"{location.rstrip('/')}/index.json", storage_options)
+    version = str(json.loads(index).get("updated_at")) if index else "none"
     endpoint = str((storage_options or {}).get("endpoint_url") or "default")
-    folder = Path(tempfile.gettempdir()) / CACHE_FOLDER / hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{endpoint}|{version}".encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / CACHE_FOLDER / key
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
+
+
+def _images(regions: list[tuple[int, int]]) -> int:
+    """How many samples per-chunk regions of interest hold."""
+    return sum(end - start for start, end in regions)
 
 
 def _keep_first(stream: StreamingDataset, count: int) -> None:

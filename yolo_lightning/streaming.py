@@ -10,6 +10,7 @@ or ``yolo-lightning optimize --data data.yaml --output s3://bucket/ds``. See ``s
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -21,8 +22,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
-from ultralytics.data.dataset import DepthDataset
+from ultralytics.data.dataset import DATASET_CACHE_VERSION, ClassificationDataset, DepthDataset
 from ultralytics.data.utils import load_dataset_cache_file
 
 from yolo_lightning.errors import ConfigurationError, TrainingError
@@ -56,12 +58,13 @@ def optimize_dataset(
     storage_options: dict[str, Any] | None = None,
     chunk_bytes: str | int = "64MB",
 ) -> str:
-    """Convert every split of ``data`` (a data.yaml ``YOLODataModule`` trains on) into LitData's optimized format at
-    ``output_dir`` (a local folder or ``s3://bucket/prefix``); returns ``output_dir``.
+    """Convert every split of ``data`` (a data.yaml or a classification image-folder tree ``YOLODataModule`` trains
+    on) into LitData's optimized format at ``output_dir`` (a local folder or ``s3://bucket/prefix``); returns
+    ``output_dir``.
 
-    ``task``: the task whose labels to store (detect, segment, semantic, depth, pose, obb); by default read from the
-    data (``kpt_shape``: pose, ``masks_dir``: semantic, ``depth_scale``: depth, else the label rows: 4 corner points
-    obb, polygons segment, boxes detect). Labels are read and checked by the task's own Ultralytics dataset, exactly
+    ``task``: the task whose labels to store (detect, segment, semantic, depth, pose, obb, classify); by default read
+    from the data (a folder: classify; ``kpt_shape``: pose, ``masks_dir``: semantic, ``depth_scale``: depth, else the
+    label rows: 4 corner points obb, polygons segment, boxes detect). Labels are read and checked by the task's own Ultralytics dataset, exactly
     as for training from the data.yaml. The completion marker is written last and removed first: an interrupted run
     leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
     """
@@ -69,8 +72,6 @@ def optimize_dataset(
 
     require_streaming()
     spec = _task(data, task)
-    if spec.labels == "folders":
-        raise ConfigurationError("optimize_dataset: classification folders are not supported yet; use the folder.")
     datamodule = YOLODataModule(data=str(data), workers=0)
     datamodule.fixed_task = spec
     config, datasets = datamodule.labelled_datasets()
@@ -89,12 +90,14 @@ def optimize_dataset(
 
 
 def _task(data: str | Path, task: str | None) -> Task:
-    """The task named, else the one the data.yaml's keys and label rows say."""
+    """The task named, else the one the data says: classify for a folder, else the data.yaml's keys and label rows."""
     if task is not None:
         if task not in TASKS:
             raise ConfigurationError(f"task={task!r}: choose one of {', '.join(TASKS)}.")
         return TASKS[task]
-    config = yaml.safe_load(Path(data).read_text()) if str(data).endswith((".yaml", ".yml")) else {}
+    if not str(data).endswith((".yaml", ".yml")):  # an image-folder tree (Ultralytics' classification layout)
+        return TASKS["classify"]
+    config = yaml.safe_load(Path(data).read_text())
     for key, name in (("kpt_shape", "pose"), ("masks_dir", "semantic"), ("depth_scale", "depth")):
         if config.get(key) is not None:
             return TASKS[name]
@@ -190,7 +193,14 @@ def _sample(item: tuple[int, str, str | None]) -> dict[str, Any]:
 
 
 def _label_cache(dataset: Any) -> tuple[dict[str, Any], bytes]:
-    """The label cache Ultralytics wrote for the split (``prepare_data`` built it): its dict and its file's bytes."""
+    """The label cache Ultralytics wrote for the split (``prepare_data`` built it): its dict and its file's bytes; for
+    a classification split, one in its format built from the dataset's checked samples (image, class)."""
+    if isinstance(dataset, ClassificationDataset):
+        labels = [{"im_file": str(sample[0]), "cls": int(sample[1])} for sample in dataset.samples]
+        cache = {"version": DATASET_CACHE_VERSION, "labels": labels}
+        buffer = io.BytesIO()
+        np.save(buffer, np.array(cache, dtype=object), allow_pickle=True)  # as Ultralytics' save_dataset_cache_file
+        return cache, buffer.getvalue()
     path = Path(dataset.get_label_files()[0]).parent.with_suffix(".cache")
     if not path.is_file():
         raise ConfigurationError(

@@ -148,7 +148,8 @@ def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_pat
     weights = save_initial_weights("yolo26n.yaml", SYNTHETIC_NAMES, tmp_path / "init.pt")
     recipe = dict(imgsz=64, batch=4, nbs=8, warmup_epochs=1.0, **AUGMENTATION_OFF)
     order = _ImageOrder()
-    stream, module = run_lightning(weights, Path(optimized), tmp_path / "b", 2, epoch_seed=1, callbacks=[order], **recipe)
+    stream, module = run_lightning(weights, Path(optimized), tmp_path / "b", 2, epoch_seed=1, callbacks=[order],
+                                   **recipe)
     assert [sorted(epoch) for epoch in order.epochs] == [sorted(module.trainer.datamodule.train_dataset.im_files)] * 2
     assert order.epochs[0] != order.epochs[1] and order.epochs[0] != sorted(order.epochs[0])  # shuffled, each epoch
     files_dataset = YOLODataModule(data=str(detect_data), imgsz=64, workers=0)
@@ -226,7 +227,8 @@ def test_epochs_cut_short_still_shuffle_anew(detect_data, tmp_path):
     trainer = L.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_progress_bar=False, limit_val_batches=0,
                         limit_train_batches=0.5, num_sanity_val_steps=0, default_root_dir=str(tmp_path),
                         callbacks=[order])  # fmt: skip
-    trainer.fit(YOLOModule(model="yolo26n.yaml", plots=False), YOLODataModule(data=optimized, imgsz=64, batch=2, workers=1))
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=2, workers=1)
+    trainer.fit(YOLOModule(model="yolo26n.yaml", plots=False), datamodule)
     assert [len(epoch) for epoch in order.epochs] == [8, 8, 8]
     assert len({tuple(epoch) for epoch in order.epochs}) == 3
 
@@ -301,7 +303,8 @@ def test_every_task_fits_from_the_bucket_with_its_augmentations(task, s3, tmp_pa
                                 storage_options=s3)  # fmt: skip
     trainer.fit(YOLOModule(model=model), datamodule)
     assert trainer.current_epoch == 2 and datamodule.mosaic_closed == (task != "classify")
-    plots = {"train_batch0.jpg", "val_batch0_pred.jpg", "results.csv"} | ({"labels.jpg"} if task != "classify" else set())
+    plots = {"train_batch0.jpg", "val_batch0_pred.jpg", "results.csv"}
+    plots |= set() if task == "classify" else {"labels.jpg"}  # classification has no label plot
     assert plots <= {p.name for p in (tmp_path / "run").iterdir()}
     assert "fitness" in trainer.callback_metrics
 

@@ -6,7 +6,8 @@
 
 Layout of an optimized dataset ``OUT``: ``OUT/<split>/`` LitData chunks, one sample per image (its index, the image
 file's bytes, and its mask or depth map file's bytes for semantic and depth); ``OUT/<split>.cache`` Ultralytics' own
-label cache of the split (the labels of every image, small: read whole at the start); ``OUT/yolo_lightning.yaml``
+label cache of the split (the labels of every image, small: read whole at the start; classification: each image's
+class, in that format); ``OUT/yolo_lightning.yaml``
 what training needs without the original files (task, class names, keypoint shape, ...), written last: a dataset
 without it is incomplete, and ``optimize_dataset`` starts it over.
 """

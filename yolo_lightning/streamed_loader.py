@@ -94,7 +94,7 @@ class RunEpochLoader(StreamingDataLoader):
         # A generator, as LitData's: Lightning creates an epoch's iterator before it restores a checkpoint's position
         # (see ``restore_loader_position``), and this runs at its first batch, after it.
         epoch = self.run_epoch()
-        if not self._position_loaded and epoch is not None:  # a fresh epoch: its shuffle is the run's (LitData adds one)
+        if not self._position_loaded and epoch is not None:  # a fresh epoch, shuffled as the run's (LitData adds 1)
             self.restore = False
             self.current_epoch = epoch
         self._position_loaded = False

@@ -64,9 +64,9 @@ def optimize_dataset(
 
     ``task``: the task whose labels to store (detect, segment, semantic, depth, pose, obb, classify); by default read
     from the data (a folder: classify; ``kpt_shape``: pose, ``masks_dir``: semantic, ``depth_scale``: depth, else the
-    label rows: 4 corner points obb, polygons segment, boxes detect). Labels are read and checked by the task's own Ultralytics dataset, exactly
-    as for training from the data.yaml. The completion marker is written last and removed first: an interrupted run
-    leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
+    label rows: 4 corner points obb, polygons segment, boxes detect). Labels are read and checked by the task's own
+    Ultralytics dataset, exactly as for training from the data. The completion marker is written last and removed
+    first: an interrupted run leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
     """
     from yolo_lightning.datamodule import YOLODataModule
 

@@ -38,6 +38,14 @@ def test_python_api_example(tiny_data_yaml, tmp_path):
     assert "metrics/mAP50-95(B)" in run_example_script("train.py", tiny_data_yaml, tmp_path, "--epochs", "1")
 
 
+@pytest.mark.slow
+def test_streaming_example(tiny_data_yaml, tmp_path):
+    """Optimize, then train streaming from the optimized folder (README "Large datasets")."""
+    output = run_example_script("streaming.py", tiny_data_yaml, tmp_path / "run", "--epochs", "1",
+                                "--output", str(tmp_path / "optimized"))  # fmt: skip
+    assert "metrics/mAP50-95(B)" in output and (tmp_path / "optimized" / "yolo_lightning.yaml").is_file()
+
+
 # The guide's customizations: each example script and its LightningCLI config, shortened to 1-2 epochs (CI runs all).
 @pytest.mark.slow
 def test_per_class_f1_example_and_config(tiny_data_yaml, tmp_path):

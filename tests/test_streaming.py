@@ -416,10 +416,11 @@ def test_credentials_stay_out_of_hparams_and_a_pickled_dataset_reads_as_files_do
 def test_cli_optimize_then_fit(detect_data, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / "optimized"
-    result = subprocess.run(["yolo-lightning", "optimize", "--data", str(detect_data), "--output", str(out)],
-                            capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    result = subprocess.run(["yolo-lightning", "optimize", "--data", str(detect_data), "--output", str(out),
+                             "--chunk_bytes", "20KB"], capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / MARKER).is_file() and "trains from it" in result.stdout + result.stderr
+    assert len(json.loads((out / "train" / "index.json").read_text())["chunks"]) > 1  # --chunk_bytes reached LitData
     result = subprocess.run(["yolo-lightning", "fit", "--data.data", str(out), "--data.imgsz", "64", "--data.batch", "4",
                              "--data.workers", "0", "--trainer.max_epochs", "1",
                              "--data.storage_options", '{"aws_secret_access_key": "s3cr3t"}'],

@@ -68,12 +68,15 @@ class _StreamedImages:
         self._last: tuple[int, dict[str, Any]] | None = None
         self._indices: dict[int, int] | None = None  # chunk position -> Ultralytics' index, built on first use
         allow_plain_http(storage_options)
-        # Opened here, in the process that builds the datasets, and handed to the loader workers with the dataset:
-        # they share its index and its chunk cache (LitData locks each chunk's download). The cache folder is this
-        # dataset's own: LitData's default one is named after the URL alone, which other endpoints or runs may share.
+        # The chunk cache is made here, in the process that builds the datasets, and shared by its loader workers
+        # (LitData locks each chunk's download); it is this dataset's own: LitData's default one is named after the
+        # URL alone, which other endpoints or runs may share. LitData's reader is opened on first use, in each
+        # process: training reads in chunk order (streamed_loader) and never needs it, and a process that forks
+        # loader workers holds none of its threads.
         self.chunk_cache = tempfile.mkdtemp(prefix="yolo-lightning-chunks-")
         weakref.finalize(self, shutil.rmtree, self.chunk_cache, True)  # in this process only: workers leave it
-        self._open_stream()
+        self._stream: Any = None
+        self._stream_pid = -1
 
     # ------------------------------------------------------------------------ what BaseDataset reads from files
     def get_img_files(self, img_path: Any) -> list[str]:
@@ -163,7 +166,7 @@ class _StreamedImages:
         position = self._positions[self.im_files[int(i)]]
         if self._last is not None and self._last[0] == position:
             return self._last[1]
-        if self._stream_pid != os.getpid():  # a forked worker: the parent's reader (thread, open chunk) is not ours
+        if self._stream_pid != os.getpid():  # first use here (a forked worker's parent reader is not its own)
             self._open_stream()
         sample = self._stream[position]
         if int(sample["index"]) != position:
@@ -173,7 +176,7 @@ class _StreamedImages:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        state["_last"] = None
+        state["_last"] = state["_stream"] = None  # each process opens its own reader
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

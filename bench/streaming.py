@@ -1,7 +1,7 @@
 """Training-loader throughput and memory: files (a data.yaml) vs the same data optimized into a local folder and into
 an S3 bucket (moto's server on 127.0.0.1), with 0, 1 and 2 loader workers; peak RSS with ``cache="ram"`` vs streamed.
 
-    python bench/streaming.py --images 512 --imgsz 320 --epochs 2
+    python bench/streaming.py --images 512 --imgsz 320 --epochs 2 [--chunk_bytes 64MB]
 
 Each measurement is a fresh process that builds ``YOLODataModule`` for detect (Ultralytics' default augmentation:
 mosaic, HSV, affine, flips), iterates its training loader for ``--epochs`` epochs and reports images per second over
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--chunk_bytes", default="8MB", help="optimize_dataset's chunk size (LitData's default: 64MB)")
     args = parser.parse_args()
 
     import boto3
@@ -69,8 +70,8 @@ def main() -> None:
     options = {"endpoint_url": f"http://{host}:{port}", "aws_access_key_id": "b", "aws_secret_access_key": "b",
                "region_name": "us-east-1"}  # fmt: skip
     boto3.client("s3", **options).create_bucket(Bucket="bench")
-    local = optimize_dataset(data, str(root / "optimized"))
-    bucket = optimize_dataset(data, "s3://bench/ds", storage_options=options)
+    local = optimize_dataset(data, str(root / "optimized"), chunk_bytes=args.chunk_bytes)
+    bucket = optimize_dataset(data, "s3://bench/ds", storage_options=options, chunk_bytes=args.chunk_bytes)
     print(f"{args.images} images at {args.imgsz} px, batch 16, {args.epochs} epochs, {os.cpu_count()} cores")
     print(f"{'source':<18}{'workers':>8}{'images/s':>10}{'vs files':>10}{'peak RSS MiB (main)':>21}")
     for workers in (0, 1, 2):

@@ -21,7 +21,10 @@ import yaml
 from parity import AUGMENTATION_OFF, run_lightning, save_initial_weights
 from torch.utils.data import DataLoader, Sampler
 
+from ultralytics import YOLO
+
 from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.callbacks import RunReport
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.stream_store import MARKER
 from yolo_lightning.streaming import optimize_dataset
@@ -67,6 +70,31 @@ def test_validating_from_the_bucket_equals_the_data_yaml(trained_weights, standa
     files = _validate(trained_weights, str(standard_data_yaml), tmp_path / "files")
     assert files["metrics/mAP50-95(B)"] > 0.01
     assert ours == pytest.approx(files, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("task", "key", "launched"), [("detect", "metrics/mAP50(B)", False),
+                                                      ("classify", "metrics/accuracy_top1", True)])
+def test_the_final_validation_of_best_pt_from_the_bucket_is_yolo_val_s(task, key, launched, trained, trained_weights,
+                                                                        standard_data_yaml, s3, tmp_path, monkeypatch):
+    """Ultralytics' validator reads the optimized data itself: best.pt's final numbers from the bucket are what
+    ``YOLO(best.pt).val()`` gives on the data.yaml (or folder) it was optimized from; also in the process of its own
+    that a launched rank validates in (the bucket's credentials passed on through stdin)."""
+    weights, data = (trained_weights, standard_data_yaml) if task == "detect" else trained[task]
+    if launched:
+        monkeypatch.setenv("RANK", "0")
+    url = f"s3://{BUCKET}/final-{task}"
+    optimize_dataset(data, url, storage_options=s3)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path), num_sanity_val_steps=0)  # fmt: skip
+    trainer.fit(YOLOModule(model=str(weights), lr0=0.0005, warmup_epochs=0),
+                YOLODataModule(data=url, imgsz=64, batch=8, workers=0, storage_options=s3))  # fmt: skip
+    report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
+    best = tmp_path / "weights" / "best.pt"
+    expected = YOLO(str(best)).val(data=str(data), imgsz=64, batch=16, plots=False, verbose=False).results_dict
+    assert expected[key] > 0.05
+    assert report.final_metrics == pytest.approx({k: float(v) for k, v in expected.items()}, abs=1e-9)
+    assert (tmp_path / "confusion_matrix.png").is_file()  # the validator's own plots, as final_eval writes them
 
 
 def _mixed_aspect_copy(source: Path, target: Path) -> Path:
@@ -167,7 +195,10 @@ def test_per_iteration_losses_equal_the_file_based_pipeline(detect_data, tmp_pat
 _PREEMPTED = """
 import json, os, signal, sys
 import lightning as L
+from ultralytics import YOLO
+
 from yolo_lightning import YOLODataModule, YOLOModule
+from yolo_lightning.callbacks import RunReport
 from yolo_lightning.callbacks import UltralyticsCheckpoint
 
 mode, root, data, options = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])

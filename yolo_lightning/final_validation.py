@@ -1,17 +1,21 @@
 """The final validation of ``best.pt``, as Ultralytics' ``final_eval`` and ``YOLO("best.pt").val()`` compute it.
 
-    python -m yolo_lightning.final_validation SETTINGS_JSON METRICS_JSON
+    python -m yolo_lightning.final_validation METRICS_JSON  < pickled settings
 
 runs it in a process of its own (what a DDP run's rank 0 does: Ultralytics' validator would start collectives of its
-own inside a process group).
+own inside a process group). The settings go through stdin: a bucket's credentials are never written to disk.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import os
+import pickle
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,17 +28,59 @@ def validate_weights(settings: dict[str, Any]) -> dict[str, float]:
     """``YOLO(weights).val(data=..., imgsz=..., batch=..., ...)`` (its rect loader, fused model and table), as floats.
 
     ``settings``: ``weights``, ``data``, ``imgsz``, ``batch``, ``device``, ``half`` (Ultralytics' AMP validation on a
-    GPU), ``plots`` and ``save_dir`` (the run folder, where its plots go, as ``final_eval`` writes them).
+    GPU), ``plots`` and ``save_dir`` (the run folder, where its plots go, as ``final_eval`` writes them); for an
+    optimized dataset also ``streamed_config`` (its dataset config) and ``storage_options``.
     """
     from ultralytics import YOLO
 
     save_dir = Path(settings["save_dir"])
-    metrics = YOLO(settings["weights"]).val(
-        data=settings["data"], imgsz=settings["imgsz"], batch=settings["batch"], device=settings["device"],
-        quantize=16 if settings["half"] else None, plots=settings["plots"], project=str(save_dir.parent),
-        name=save_dir.name, exist_ok=True,
+    model = YOLO(settings["weights"])
+    streamed = settings.get("streamed_config")
+    validator = None if streamed is None else streamed_validator(model, streamed, settings.get("storage_options"))
+    metrics = model.val(
+        validator=validator, data=settings["data"], imgsz=settings["imgsz"], batch=settings["batch"],
+        device=settings["device"], quantize=16 if settings["half"] else None, plots=settings["plots"],
+        project=str(save_dir.parent), name=save_dir.name, exist_ok=True,
     )  # fmt: skip
     return {k: float(v) for k, v in metrics.results_dict.items()}
+
+
+def streamed_validator(model: Any, config: dict[str, Any], storage_options: dict[str, Any] | None) -> type:
+    """The task's Ultralytics validator reading an optimized dataset (``config``: its dataset config): its own loop,
+    metrics, table and plots; only the dataset it builds and the dataset config it checks differ."""
+    from yolo_lightning.streamed_datasets import build_streamed_dataset
+
+    base = model.task_map[model.task]["validator"]
+
+    class StreamedValidator(base):  # type: ignore[misc, valid-type]
+        def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            with _dataset_config(config):
+                return super().__call__(*args, **kwargs)
+
+        def build_dataset(self, img_path: str, mode: str = "val", batch: int | None = None) -> Any:
+            """``build_yolo_dataset``'s dataset (classify: ClassificationDataset's) from the optimized split."""
+            split = self.args.split or "val"
+            return build_streamed_dataset(
+                self.args, config["path"], split, batch, self.data, mode, storage_options, int(self.stride)
+            )
+
+    return StreamedValidator
+
+
+@contextlib.contextmanager
+def _dataset_config(config: dict[str, Any]) -> Iterator[None]:
+    """Within: BaseValidator's dataset check gives ``config``. Its ``__call__`` reads a data.yaml (or a classification
+    folder) inline, with no hook; an optimized dataset's config comes from its stored metadata."""
+    import ultralytics.engine.validator as validator_module
+
+    checks = {name: getattr(validator_module, name) for name in ("check_det_dataset", "check_cls_dataset")}
+    for name in checks:
+        setattr(validator_module, name, lambda *args, **kwargs: copy.deepcopy(config))
+    try:
+        yield
+    finally:
+        for name, check in checks.items():
+            setattr(validator_module, name, check)
 
 
 def launched_as_a_rank() -> bool:
@@ -45,18 +91,17 @@ def launched_as_a_rank() -> bool:
 
 def validate_weights_in_new_process(settings: dict[str, Any], scratch: Path) -> dict[str, float]:
     """``validate_weights`` in a fresh Python process without the DDP environment (its output shown as it runs)."""
-    settings_file, metrics_file = scratch / ".final_validation.json", scratch / ".final_metrics.json"
-    settings_file.write_text(json.dumps(settings))
+    metrics_file = scratch / ".final_metrics.json"
     env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
     try:
-        subprocess.run([sys.executable, "-m", __name__, str(settings_file), str(metrics_file)], env=env, check=True)
+        command = [sys.executable, "-m", __name__, str(metrics_file)]
+        subprocess.run(command, input=pickle.dumps(settings), env=env, check=True)
         return json.loads(metrics_file.read_text())
     finally:
-        settings_file.unlink(missing_ok=True)
         metrics_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":
     import yolo_lightning  # noqa: F401  (its offline settings and fonts, as in the training process)
 
-    Path(sys.argv[2]).write_text(json.dumps(validate_weights(json.loads(Path(sys.argv[1]).read_text()))))
+    Path(sys.argv[1]).write_text(json.dumps(validate_weights(pickle.loads(sys.stdin.buffer.read()))))

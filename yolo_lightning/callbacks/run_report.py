@@ -136,18 +136,14 @@ class RunReport(L.Callback):
         if not _has_yolo_data(trainer):  # the module warned at setup: nothing tells which data to validate on
             return
         datamodule, device = trainer.datamodule, trainer.strategy.root_device  # after fit the module is on the CPU
-        if datamodule.streamed:  # Ultralytics' validator reads a data.yaml and its files
-            rank_zero_info(
-                f"Final validation of {best} skipped: the data is streamed (Ultralytics' validator reads files); "
-                "Trainer.validate(YOLOModule(model=best.pt), datamodule) validates it from the stream."
-            )
-            return
         settings = {
             "weights": str(best), "data": datamodule.data_path, "imgsz": datamodule.imgsz,
             "batch": datamodule.validation_batch(), "device": "cpu" if device.type == "cpu" else str(device.index or 0),
             "half": evaluation_half(trainer.precision, device), "plots": bool(pl_module.hparams.plots),
             "save_dir": str(self._root(trainer)),
         }  # fmt: skip
+        if datamodule.streamed:  # Ultralytics' validator reading the optimized dataset (final_validation)
+            settings.update(streamed_config=datamodule.data_config, storage_options=datamodule.storage_options)
         rank_zero_info(f"\nValidating {best}...")
         if trainer.world_size == 1 and not launched_as_a_rank():
             self.final_metrics = validate_weights(settings)

@@ -3,6 +3,7 @@ server on 127.0.0.1), then train, validate and test from it with everything a da
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import pickle
@@ -10,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from google.auth import credentials as google_credentials
 from parity import AUGMENTATION_OFF, run_lightning, save_initial_weights
 from torch.utils.data import DataLoader, Sampler
 
@@ -49,6 +52,41 @@ def s3() -> dict[str, str]:
     boto3.client("s3", **options).create_bucket(Bucket=BUCKET)
     yield options
     server.stop()
+
+
+class EmulatorCredentials(google_credentials.Credentials):
+    """Credentials the emulator accepts: a token that refreshes without a network."""
+
+    def refresh(self, request: object) -> None:
+        self.token, self.expiry = "emulator", datetime.datetime.utcnow() + datetime.timedelta(hours=1)
+
+
+@pytest.fixture(scope="module")
+def gcs() -> dict[str, object]:
+    """A Google Cloud Storage emulator on 127.0.0.1 (gcp-storage-emulator: the JSON API google-cloud-storage speaks,
+    reached through ``STORAGE_EMULATOR_HOST``) with a bucket; the ``storage_options`` that reach it."""
+    from gcp_storage_emulator.server import create_server
+
+    server = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    host, port = server._api._httpd.server_address  # the port it picked (create_server has no public getter)
+    previous = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = f"http://{host}:{port}"
+    yield {"credentials": EmulatorCredentials(), "project": "test"}
+    if previous is None:
+        del os.environ["STORAGE_EMULATOR_HOST"]
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = previous
+    server.stop()
+
+
+@pytest.fixture
+def litdata_without_obstore(monkeypatch) -> None:
+    """LitData moves gs:// chunks through obstore, which speaks GCS's XML API; the emulator has only the JSON API, so
+    LitData takes its other path here, google-cloud-storage (forked loader and optimize workers inherit the switch)."""
+    from litdata.streaming import downloader
+
+    monkeypatch.setattr(downloader, "_OBSTORE_AVAILABLE", False)
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +133,26 @@ def test_the_final_validation_of_best_pt_from_the_bucket_is_yolo_val_s(task, key
     assert expected[key] > 0.05
     assert report.final_metrics == pytest.approx({k: float(v) for k, v in expected.items()}, abs=1e-9)
     assert (tmp_path / "confusion_matrix.png").is_file()  # the validator's own plots, as final_eval writes them
+
+
+@pytest.mark.slow
+def test_a_gs_bucket_is_optimized_into_validated_and_trained_from(trained_weights, standard_data_yaml, gcs, tmp_path,
+                                                                   litdata_without_obstore):
+    """``gs://``: the metadata and label caches through google-cloud-storage (the SDK and ``storage_options`` LitData
+    uses for it), the chunks through LitData; the same weights validate as from the data.yaml, a fit with 2 loader
+    workers reads the bucket and ends with best.pt's final validation."""
+    url = f"gs://{BUCKET}/standard"
+    optimize_dataset(standard_data_yaml, url, storage_options=gcs)
+    ours = _validate(trained_weights, url, tmp_path / "stream", storage_options=gcs)
+    files = _validate(trained_weights, str(standard_data_yaml), tmp_path / "files")
+    assert files["metrics/mAP50-95(B)"] > 0.01
+    assert ours == pytest.approx(files, abs=1e-6)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path / "run"))  # fmt: skip
+    trainer.fit(YOLOModule(model=str(trained_weights), lr0=0.0005, warmup_epochs=0),
+                YOLODataModule(data=url, imgsz=64, batch=8, workers=2, storage_options=gcs))  # fmt: skip
+    report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
+    assert trainer.current_epoch == 1 and report.final_metrics["metrics/mAP50(B)"] > 0.05
 
 
 def _mixed_aspect_copy(source: Path, target: Path) -> Path:
@@ -354,7 +412,7 @@ def test_a_classification_folder_validates_from_the_bucket_as_from_files(trained
 
 
 def _read_marker(url: str, options: dict) -> str:
-    from yolo_lightning.stream_store import read_text
+    from yolo_lightning.object_store import read_text
 
     return read_text(f"{url}/{MARKER}", options)
 
@@ -424,6 +482,44 @@ def test_a_bucket_without_credentials_or_an_unreachable_endpoint_is_one_fast_lin
     with pytest.raises(ConfigurationError, match=says) as error:
         YOLODataModule(data="s3://bucket/ds", workers=0, storage_options=options).setup("validate")
     assert time.monotonic() - start < 10 and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(("url", "reach", "says"), [
+    ("gs://bucket/ds", "unreachable endpoint", "unreachable"),
+    ("gs://bucket/ds", "no credentials", "no credentials"),
+    ("gs://missing/ds", "emulator", "no such bucket"),
+    (f"gs://{BUCKET}/never-optimized", "emulator", "no complete optimized dataset there"),
+])  # fmt: skip
+def test_gs_without_credentials_an_unreachable_endpoint_or_a_missing_bucket_is_one_line(url, reach, says, gcs,
+                                                                                         monkeypatch):
+    monkeypatch.setenv("CLOUDSDK_CONFIG", os.devnull)  # no gcloud login of this machine's
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    if reach != "emulator":
+        monkeypatch.delenv("STORAGE_EMULATOR_HOST")
+    options = {
+        "unreachable endpoint": {"project": "p", "credentials": EmulatorCredentials(),
+                                 "client_options": {"api_endpoint": "http://127.0.0.1:9"}},
+        "no credentials": {"project": "p"},
+        "emulator": gcs,
+    }[reach]  # fmt: skip
+    start = time.monotonic()
+    with pytest.raises(ConfigurationError, match=says) as error:
+        YOLODataModule(data=url, workers=0, storage_options=options).setup("validate")
+    assert time.monotonic() - start < 10 and "\n" not in str(error.value)
+
+
+def test_an_output_url_litdata_cannot_write_is_one_error(detect_data):
+    with pytest.raises(ConfigurationError, match="a local folder, an s3:// or a gs:// URL"):
+        optimize_dataset(detect_data, "azure://container/ds")
+
+
+def test_credentials_a_launched_rank_cannot_pass_on_are_one_error(tmp_path):
+    """A launched rank 0 validates best.pt in a process of its own, given its settings through a pipe: credentials
+    that cannot be pickled say to use the environment instead of failing with a pickling traceback."""
+    from yolo_lightning.final_validation import validate_weights_in_new_process
+
+    with pytest.raises(ConfigurationError, match="through the environment"):
+        validate_weights_in_new_process({"storage_options": {"credentials": threading.Lock()}}, tmp_path)
 
 
 def test_another_task_than_the_optimized_one_is_one_error(detect_data, tmp_path):

@@ -264,12 +264,13 @@ def optimize_main(args: list[str]) -> None:
 
     parser = argparse.ArgumentParser(prog="yolo-lightning optimize", description=optimize_dataset.__doc__)
     parser.add_argument("--data", required=True, help="the data.yaml (or classification folder) to convert")
-    parser.add_argument("--output", required=True, help="a local folder or s3://bucket/prefix")
+    parser.add_argument("--output", required=True, help="a local folder, s3://bucket/prefix or gs://bucket/prefix")
     parser.add_argument("--task", default=None, help="the labels' task (default: read from the data)")
     parser.add_argument("--num_workers", type=int, default=1, help="LitData's writer processes")
     parser.add_argument("--chunk_bytes", default="8MB", help="size of each chunk (e.g. 8MB, 64MB)")
     parser.add_argument("--storage_options", type=json.loads, default=None,
-                        help='JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' (keys: AWS_* variables)')  # fmt: skip
+                        help='JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' (s3 keys: AWS_* variables; gs: '
+                             'GOOGLE_APPLICATION_CREDENTIALS)')  # fmt: skip
     options = parser.parse_args(args)
     out = optimize_dataset(options.data, options.output, task=options.task, num_workers=options.num_workers,
                            storage_options=options.storage_options, chunk_bytes=options.chunk_bytes)  # fmt: skip

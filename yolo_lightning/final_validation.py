@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from yolo_lightning.errors import ConfigurationError
+
 # Ultralytics reads these at import and then gathers statistics over a process group: a standalone validation must
 # not inherit the DDP rank it was started from.
 _DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK")
@@ -94,8 +96,15 @@ def validate_weights_in_new_process(settings: dict[str, Any], scratch: Path) -> 
     metrics_file = scratch / ".final_metrics.json"
     env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
     try:
+        payload = pickle.dumps(settings)
+    except Exception as e:  # noqa: BLE001 - pickle's many failure types, turned into one line
+        raise ConfigurationError(
+            f"the final validation runs in a process of its own and storage_options cannot be passed to it ({e}): "
+            "give the bucket's credentials through the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS) instead."
+        ) from None
+    try:
         command = [sys.executable, "-m", __name__, str(metrics_file)]
-        subprocess.run(command, input=pickle.dumps(settings), env=env, check=True)
+        subprocess.run(command, input=payload, env=env, check=True)
         return json.loads(metrics_file.read_text())
     finally:
         metrics_file.unlink(missing_ok=True)

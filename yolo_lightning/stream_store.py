@@ -1,5 +1,5 @@
 """Datasets bigger than a disk: a dataset ``YOLODataModule`` trains on, converted once into LitData's optimized format
-(chunks of encoded images, in a local folder or an ``s3://`` bucket), then trained on from there.
+(chunks of encoded images, in a local folder or an ``s3://`` or ``gs://`` bucket), then trained on from there.
 
     optimize_dataset("data.yaml", "s3://bucket/ds", storage_options={...})
     YOLODataModule(data="s3://bucket/ds", storage_options={...})
@@ -15,8 +15,6 @@ without it is incomplete, and ``optimize_dataset`` starts it over.
 from __future__ import annotations
 
 import io
-import os
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +22,20 @@ import numpy as np
 import yaml
 
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.object_store import is_remote, read_bytes, read_text, require_sdk
 
 MARKER = "yolo_lightning.yaml"  # written last: its presence means the optimized dataset is complete
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-_REMOTE = ("s3://",)  # LitData also streams gs:// and azure://; this version reads its metadata from S3 or disk
 
 
-def is_remote(location: str | Path) -> bool:
-    """True for an object-store URL (``s3://...``)."""
-    return str(location).startswith(_REMOTE)
-
-
-def require_streaming() -> None:
-    """One clear error when the streaming extra (LitData, boto3) is not installed."""
+def require_streaming(location: str | Path) -> None:
+    """One clear error when LitData, or the SDK of ``location``'s object store, is not installed."""
     import importlib.util
 
-    missing = [name for name in ("litdata", "boto3") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigurationError(
-            f"streaming datasets need {' and '.join(missing)}: pip install 'yolo-lightning[streaming]'"
-        )
+    if importlib.util.find_spec("litdata") is None:
+        raise ConfigurationError("streaming datasets need litdata: pip install 'yolo-lightning[streaming]'")
+    require_sdk(location)
 
 
 def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
@@ -62,8 +53,8 @@ def allow_plain_http(storage_options: dict[str, Any] | None) -> None:
 
 
 def is_optimized(data: Any) -> bool:
-    """True when ``data`` names an optimized dataset: an ``s3://`` URL, or a folder holding ``yolo_lightning.yaml``
-    or LitData chunks (an incomplete one: reading it says so)."""
+    """True when ``data`` names an optimized dataset: an ``s3://`` or ``gs://`` URL, or a folder holding
+    ``yolo_lightning.yaml`` or LitData chunks (an incomplete one: reading it says so)."""
     if not isinstance(data, (str, Path)):
         return False
     folder = Path(data)
@@ -92,7 +83,7 @@ def optimized_config(
 ) -> dict[str, Any]:
     """The dataset config of an optimized dataset, as check_det_dataset gives a data.yaml's: its class names and task
     keys, ``path`` the dataset's location, each split it holds; one error for another task or a missing split."""
-    require_streaming()
+    require_streaming(location)
     if task.is_rtdetr:
         raise ConfigurationError(
             f"data={location!r}: RT-DETR trains on RTDETRDataset's pipeline, which streaming does not serve yet; "
@@ -117,7 +108,7 @@ def optimized_config(
 
 def load_label_cache(location: str, split: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Ultralytics' label cache of ``split`` (a dict with ``labels``), read from the optimized dataset."""
-    payload = _read_bytes(f"{location.rstrip('/')}/{split}.cache", storage_options)
+    payload = read_bytes(f"{location.rstrip('/')}/{split}.cache", storage_options)
     if payload is None:
         raise ConfigurationError(f"data={location!r}: the label cache {split}.cache is missing: optimize it again.")
     return np.load(io.BytesIO(payload), allow_pickle=True).item()  # Ultralytics' own cache format (np.save of a dict)
@@ -126,75 +117,3 @@ def load_label_cache(location: str, split: str, storage_options: dict[str, Any] 
 def split_location(location: str, split: str) -> str:
     """Where the LitData chunks of ``split`` lie."""
     return f"{location.rstrip('/')}/{split}"
-
-
-# ------------------------------------------------------------------------------------------------ reading bytes
-def _read_bytes(path: str, storage_options: dict[str, Any] | None) -> bytes | None:
-    """The bytes at a local path or ``s3://`` URL; None when there is no such object; one-line errors otherwise."""
-    if not is_remote(path):
-        return Path(path).read_bytes() if Path(path).is_file() else None
-    client = _s3_client(storage_options)
-    bucket, _, key = path[len("s3://") :].partition("/")
-    try:
-        return client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    except client.exceptions.NoSuchKey:
-        return None
-    except Exception as e:  # noqa: BLE001 - botocore's many failure types, each turned into one line
-        raise ConfigurationError(f"{path}: {_s3_reason(e)}") from None
-
-
-def read_text(path: str, storage_options: dict[str, Any] | None) -> str | None:
-    payload = _read_bytes(path, storage_options)
-    return None if payload is None else payload.decode("utf-8")
-
-
-def write_object(path: str, payload: bytes, storage_options: dict[str, Any] | None) -> None:
-    """Write ``payload`` whole: locally through a temporary file and a rename, to S3 in one PUT."""
-    if not is_remote(path):
-        target = Path(path)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp")
-        temporary.write_bytes(payload)
-        os.replace(temporary, target)
-        return
-    bucket, _, key = path[len("s3://") :].partition("/")
-    try:
-        _s3_client(storage_options).put_object(Bucket=bucket, Key=key, Body=payload)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigurationError(f"{path}: {_s3_reason(e)}") from None
-
-
-def delete_object(path: str, storage_options: dict[str, Any] | None) -> None:
-    """Remove the object or file at ``path`` if it exists."""
-    if not is_remote(path):
-        Path(path).unlink(missing_ok=True)
-        return
-    bucket, _, key = path[len("s3://") :].partition("/")
-    try:
-        _s3_client(storage_options).delete_object(Bucket=bucket, Key=key)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigurationError(f"{path}: {_s3_reason(e)}") from None
-
-
-def _s3_client(storage_options: dict[str, Any] | None) -> Any:
-    """A boto3 S3 client from LitData's ``storage_options`` (endpoint, keys, region), failing fast when unreachable."""
-    import boto3
-    from botocore.config import Config
-
-    options = dict(storage_options or {})
-    config = Config(connect_timeout=3, read_timeout=30, retries={"max_attempts": 1})
-    return boto3.client("s3", config=config, **options)
-
-
-def _s3_reason(error: Exception) -> str:
-    """One line saying why an S3 request failed and what to do."""
-    name = type(error).__name__
-    if name == "NoCredentialsError":
-        return (
-            "no credentials for the bucket: pass storage_options={'aws_access_key_id': ..., "
-            "'aws_secret_access_key': ...} (or set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)"
-        )
-    if name in {"EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError"}:
-        return f"the endpoint is unreachable ({str(error).splitlines()[0]}): check storage_options['endpoint_url']"
-    if name == "ClientError":
-        return f"refused by the object store: {str(error).splitlines()[0]}"
-    return f"{name}: {str(error).splitlines()[0] if str(error) else ''}"

@@ -1,5 +1,5 @@
 """Ultralytics' own datasets (YOLODataset, SemanticDataset, PolygonSemanticDataset, DepthDataset) reading their images,
-masks and depth maps from an optimized dataset (LitData chunks, local or ``s3://``) instead of files.
+masks and depth maps from an optimized dataset (LitData chunks, local, ``s3://`` or ``gs://``) instead of files.
 
 Everything else is Ultralytics': the labels (its label cache, stored with the chunks), every augmentation (mosaic
 through its image buffer, mixup, cutmix, copy-paste, HSV, affine), ``close_mosaic``, rect validation batches and the

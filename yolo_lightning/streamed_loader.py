@@ -21,7 +21,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.utilities.env import _DistributedEnv
 
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.stream_store import read_text
+from yolo_lightning.object_store import read_text
 
 CACHE_FOLDER = "yolo-lightning-chunks"
 
@@ -106,7 +106,7 @@ def node_chunk_cache(location: str, storage_options: dict[str, Any] | None) -> s
     ``$TMPDIR/yolo-lightning-chunks/<endpoint and version>``.
 
     LitData locks each chunk's download in it, so the ranks of a node download each chunk once. The endpoint gets its
-    own folder (the same ``s3://`` URL on two endpoints is two datasets), and so does each version of the split (its
+    own folder (the same URL on two endpoints is two datasets), and so does each version of the split (its
     index's ``updated_at``, new at each optimize): LitData deletes a dataset's other versions from its cache folder
     without a lock, which would pull chunks from under the other ranks or another run reading the old version.
     """

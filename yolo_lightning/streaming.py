@@ -1,5 +1,5 @@
-"""Datasets bigger than a disk: convert a dataset once into LitData's optimized format (a local folder or an ``s3://``
-bucket), then train, validate and test from it on any number of nodes.
+"""Datasets bigger than a disk: convert a dataset once into LitData's optimized format (a local folder, an ``s3://``
+or a ``gs://`` bucket), then train, validate and test from it on any number of nodes.
 
     from yolo_lightning.streaming import optimize_dataset
     optimize_dataset("data.yaml", "s3://bucket/ds", storage_options={"endpoint_url": ..., ...})
@@ -28,16 +28,8 @@ from ultralytics.data.dataset import DATASET_CACHE_VERSION, ClassificationDatase
 from ultralytics.data.utils import load_dataset_cache_file
 
 from yolo_lightning.errors import ConfigurationError, TrainingError
-from yolo_lightning.stream_store import (
-    FORMAT_VERSION,
-    MARKER,
-    allow_plain_http,
-    delete_object,
-    read_text,
-    require_streaming,
-    split_location,
-    write_object,
-)
+from yolo_lightning.object_store import delete_object, is_remote, read_text, write_object
+from yolo_lightning.stream_store import FORMAT_VERSION, MARKER, allow_plain_http, require_streaming, split_location
 from yolo_lightning.tasks import TASKS, Task
 
 __all__ = ["optimize_dataset"]
@@ -59,8 +51,8 @@ def optimize_dataset(
     chunk_bytes: str | int = "8MB",
 ) -> str:
     """Convert every split of ``data`` (a data.yaml or a classification image-folder tree ``YOLODataModule`` trains
-    on) into LitData's optimized format at ``output_dir`` (a local folder or ``s3://bucket/prefix``); returns
-    ``output_dir``.
+    on) into LitData's optimized format at ``output_dir`` (a local folder, ``s3://bucket/prefix`` or
+    ``gs://bucket/prefix``); returns ``output_dir``.
 
     ``task``: the task whose labels to store (detect, segment, semantic, depth, pose, obb, classify); by default read
     from the data (a folder: classify; ``kpt_shape``: pose, ``masks_dir``: semantic, ``depth_scale``: depth, else the
@@ -75,7 +67,11 @@ def optimize_dataset(
     """
     from yolo_lightning.datamodule import YOLODataModule
 
-    require_streaming()
+    if "://" in str(output_dir) and not is_remote(output_dir):
+        raise ConfigurationError(
+            f"output_dir={output_dir!r}: optimize into a local folder, an s3:// or a gs:// URL (LitData writes no other)."
+        )
+    require_streaming(output_dir)
     spec = _task(data, task)
     datamodule = YOLODataModule(data=str(data), workers=0)
     datamodule.fixed_task = spec

@@ -194,6 +194,31 @@ def test_mixed_aspect_ratios_validate_as_from_files(task, tmp_path):
     assert ours == pytest.approx(files, abs=1e-6)
 
 
+def test_tiff_images_decode_as_ultralytics_imread_reads_their_files(detect_data, tmp_path):
+    """Ultralytics' imread decodes TIFF pages its own way (a 16-bit colour TIFF keeps its high bytes, where OpenCV's
+    imdecode rounds: a quarter of the pixels differ): the streamed images equal the file-based dataset's."""
+    import cv2
+
+    target = tmp_path / "tiff"
+    shutil.copytree(detect_data.parent, target)
+    rng = np.random.default_rng(0)
+    for image in sorted((target / "images").rglob("*.png")):
+        wide = cv2.imread(str(image)).astype(np.uint16) * 256 + rng.integers(0, 256, (64, 64, 3), dtype=np.uint16)
+        cv2.imwrite(str(image.with_suffix(".tif")), wide)
+        image.unlink()
+    for cache in (target / "images").rglob("*.cache"):
+        cache.unlink()
+    data = target / detect_data.name
+    data.write_text(yaml.safe_dump({**yaml.safe_load(data.read_text()), "path": str(target)}))
+    optimized = optimize_dataset(data, str(tmp_path / "optimized"))
+    files, streamed = (YOLODataModule(data=str(d), imgsz=64, workers=0) for d in (data, optimized))
+    for datamodule in (files, streamed):
+        datamodule.setup("validate")
+    assert files.val_dataset.im_files == streamed.val_dataset.im_files and files.val_dataset.im_files[0].endswith(".tif")
+    for i in range(len(files.val_dataset)):
+        np.testing.assert_array_equal(streamed.val_dataset.load_image(i)[0], files.val_dataset.load_image(i)[0])
+
+
 class _ImageOrder(L.Callback):
     """Record each epoch's training images, batch by batch."""
 

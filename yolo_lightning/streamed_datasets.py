@@ -36,6 +36,7 @@ from ultralytics.data.dataset import (
 from ultralytics.data.augment import BaseMixTransform, Mosaic, classify_augmentations, classify_transforms
 from ultralytics.data.utils import add_polygon_background, get_split_fraction
 from ultralytics.utils import IterableSimpleNamespace, colorstr
+from ultralytics.utils.patches import PIL_FALLBACK_SUFFIXES, imread
 
 from yolo_lightning.errors import ConfigurationError
 from yolo_lightning.stream_store import allow_plain_http, load_label_cache, split_location
@@ -104,7 +105,7 @@ class _StreamedImages:
         """
         if self.ims[i] is not None:
             return self.ims[i], self.im_hw0[i], self.im_hw[i]
-        im = cv2.imdecode(np.frombuffer(self._sample(i)["image"], np.uint8), self.cv2_flag)
+        im = decode_image(self._sample(i)["image"], self.im_files[i], self.cv2_flag)
         if im is None:
             raise FileNotFoundError(f"Image Not Found {self.im_files[i]} (in {self.stream_location})")
         h0, w0 = im.shape[:2]  # orig hw
@@ -183,6 +184,22 @@ class _StreamedImages:
         self.__dict__.update(state)
         allow_plain_http(self.storage_options)  # a spawned worker imports LitData afresh
         self._stream_pid = -1  # opened again on first use in this process
+
+
+def decode_image(
+    payload: bytes, name: str, flags: int, through_file: tuple[str, ...] = (".tiff", ".tif", *PIL_FALLBACK_SUFFIXES)
+) -> np.ndarray | None:
+    """The image ``imread(name, flags)`` would read from a file holding ``payload``. Ultralytics' ``imread`` takes only
+    a path: the suffixes ``through_file`` that it decodes its own way (TIFF pages; HEIC and AVIF through PIL,
+    EXIF-aware) go through a temporary file with the image's suffix; every other format is OpenCV's ``imdecode``, as in
+    ``imread``."""
+    if name.lower().endswith(through_file):
+        with tempfile.NamedTemporaryFile(suffix=Path(name).suffix) as file:
+            file.write(payload)
+            file.flush()
+            return imread(file.name, flags)
+    im = cv2.imdecode(np.frombuffer(payload, np.uint8), flags) if payload else None
+    return im[..., None] if im is not None and im.ndim == 2 else im
 
 
 class _BufferedPartner:
@@ -284,7 +301,8 @@ class StreamedClassificationDataset(_StreamedImages, ClassificationDataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         """As ClassificationDataset.__getitem__, the image decoded from its bytes as ``imread`` decodes a file."""
-        im = cv2.imdecode(np.frombuffer(self._sample(i)["image"], np.uint8), cv2.IMREAD_COLOR)
+        # ClassificationDataset.imread: Ultralytics' imread for the PIL formats only, else OpenCV's imdecode
+        im = decode_image(self._sample(i)["image"], self.samples[i][0], cv2.IMREAD_COLOR, PIL_FALLBACK_SUFFIXES)
         if im is None:
             raise FileNotFoundError(f"Image Not Found {self.samples[i][0]} (in {self.stream_location})")
         sample = self.torch_transforms(Image.fromarray(cv2.cvtColor(im, cv2.COLOR_BGR2RGB)))

@@ -3,6 +3,7 @@ server on 127.0.0.1), then train, validate and test from it with everything a da
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -531,6 +532,35 @@ def test_gs_without_credentials_an_unreachable_endpoint_or_a_missing_bucket_is_o
     with pytest.raises(ConfigurationError, match=says) as error:
         YOLODataModule(data=url, workers=0, storage_options=options).setup("validate")
     assert time.monotonic() - start < 10 and "\n" not in str(error.value)
+
+
+def test_litdata_s_own_node_guess_is_never_consulted(detect_data, tmp_path, monkeypatch):
+    """LitData guesses the nodes from a machine's GPUs and raises on layouts like 3 nodes x 6 of 8 GPUs; the training
+    loader (its sharding, its workers' iterator, a restored position) uses Lightning's world instead."""
+    from types import SimpleNamespace
+
+    from litdata.utilities.env import _DistributedEnv
+
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=8, workers=1)
+    datamodule.setup("fit")
+    datamodule.trainer = SimpleNamespace(world_size=2, global_rank=1, num_nodes=2, num_devices=1, current_epoch=0,
+                                         max_epochs=1, limit_train_batches=1.0, lightning_module=None,
+                                         strategy=SimpleNamespace(root_device=torch.device("cpu")))  # fmt: skip
+
+    def litdata_guess(cls):
+        raise RuntimeError("The world size should be divisible by the number of GPUs.")
+
+    monkeypatch.setattr(_DistributedEnv, "detect", classmethod(litdata_guess))
+    loader = datamodule.train_dataloader()
+    iterator = iter(loader)
+    images = list(next(iterator)["im_file"])
+    state = copy.deepcopy(loader.state_dict())
+    images += [name for batch in iterator for name in batch["im_file"]]
+    assert len(images) == len(set(images)) == 8  # rank 1 of 2: half of the 16 images, each once
+    resumed = datamodule.train_dataloader()  # as a resumed run builds it, then restores the checkpoint's position
+    resumed.load_state_dict(state)
+    assert [name for batch in resumed for name in batch["im_file"]] == images[4:]  # after the first batch
 
 
 def test_an_output_url_litdata_cannot_write_is_one_error(detect_data):

@@ -39,15 +39,22 @@ class ChunkOrderedImages(StreamingDataset):
                 images.stream_location, cache_dir=node_chunk_cache(images.stream_location, images.storage_options),
                 storage_options=images.storage_options, shuffle=True, seed=seed, transform=images.training_sample,
             )  # fmt: skip
-        self.images = images
+        self.images, self.world = images, world
         _keep_first(self, len(images))
+
+    def _create_cache(self, *args: Any, **kwargs: Any) -> Any:
+        """LitData's chunk reader, built with Lightning's world (its writer half looks the world up)."""
+        with _lightning_world(*self.world):
+            return super()._create_cache(*args, **kwargs)
 
 
 @contextmanager
 def _lightning_world(world_size: int, global_rank: int, num_nodes: int) -> Iterator[None]:
     """LitData reads the world from torch.distributed and guesses the nodes as ``world_size // GPUs per machine``: a
     wrong count on CPU or with fewer devices per node than GPUs, which skews how it shares chunks between the ranks of
-    a node. The sharding (the dataset's stored ``distributed_env``, also in its workers) uses Lightning's values."""
+    a node, or a RuntimeError on several nodes whose world size is no multiple of a machine's GPUs (3 nodes x 6 of 8).
+    The sharding (the dataset's stored ``distributed_env``, also in its workers) and the loader's own look-ups (its
+    workers' iterator, a restored position) use Lightning's values."""
     world = _DistributedEnv(world_size, global_rank, num_nodes)
     with mock.patch.object(_DistributedEnv, "detect", classmethod(lambda cls: world)):
         yield
@@ -87,8 +94,14 @@ class RunEpochLoader(StreamingDataLoader):
             )
         obj = {**obj, "dataset": {**saved, "input_dir_path": dataset.input_dir.path,
                                   "cache_dir_path": dataset.cache_dir.path}}  # fmt: skip
-        super().load_state_dict(obj)
+        with _lightning_world(*dataset.world):
+            super().load_state_dict(obj)
         self._position_loaded = self.restore
+
+    def _get_iterator(self) -> Any:
+        """LitData's iterator, built with Lightning's world (it looks the world up when it starts the workers)."""
+        with _lightning_world(*self.dataset.world):
+            return super()._get_iterator()
 
     def __iter__(self) -> Iterator[Any]:
         # A generator, as LitData's: Lightning creates an epoch's iterator before it restores a checkpoint's position

@@ -563,6 +563,17 @@ def test_litdata_s_own_node_guess_is_never_consulted(detect_data, tmp_path, monk
     assert [name for batch in resumed for name in batch["im_file"]] == images[4:]  # after the first batch
 
 
+def test_predict_on_optimized_data_needs_a_source(detect_data, tmp_path):
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, default_root_dir=str(tmp_path))
+    with pytest.raises(ConfigurationError, match="which predict cannot read: pass source="):
+        trainer.predict(YOLOModule(model="yolo26n.yaml"), YOLODataModule(data=optimized, imgsz=64, workers=0))
+    source = str(detect_data.parent / "images" / "val")
+    module = YOLOModule(model="yolo26n.yaml", names=SYNTHETIC_NAMES)  # from a source, predict uses the model's names
+    results = trainer.predict(module, YOLODataModule(data=optimized, imgsz=64, source=source))
+    assert sum(len(batch) for batch in results) == 8
+
+
 def test_an_output_url_litdata_cannot_write_is_one_error(detect_data):
     with pytest.raises(ConfigurationError, match="a local folder, an s3:// or a gs:// URL"):
         optimize_dataset(detect_data, "azure://container/ds")

@@ -331,6 +331,11 @@ class YOLODataModule(L.LightningDataModule):
     @property
     def predict_source(self) -> str | list[str]:
         """What ``predict`` reads: ``source``, or the ``val`` split's images."""
+        if self.hparams.source is None and self.streamed:  # Ultralytics' predict loaders read files, streams, URLs
+            raise ConfigurationError(
+                f"data={self.hparams.data!r} holds its images in LitData chunks, which predict cannot read: pass "
+                "source= (--data.source) an image, folder, video or URL to predict on."
+            )
         return self.hparams.source if self.hparams.source is not None else self.data_config["val"]
 
     def predict_dataloader(self) -> DataLoader:

@@ -156,6 +156,30 @@ def test_a_gs_bucket_is_optimized_into_validated_and_trained_from(trained_weight
     assert trainer.current_epoch == 1 and report.final_metrics["metrics/mAP50(B)"] > 0.05
 
 
+@pytest.mark.slow
+def test_a_coco_split_says_its_official_evaluation_is_not_run(detect_data, tmp_path, monkeypatch):
+    """Ultralytics scores a split it recognizes as COCO's (its original path: .../coco.../val2017.txt) with the
+    official evaluation, reading annotation files that are not streamed: the final validation says so and reports
+    Ultralytics' own mAP instead of failing on the missing files."""
+    target = tmp_path / "coco-like"
+    shutil.copytree(detect_data.parent, target)
+    images = sorted(str(p) for p in (target / "images" / "val").glob("*.png"))
+    (target / "val2017.txt").write_text("\n".join(images) + "\n")
+    data = target / detect_data.name
+    data.write_text(yaml.safe_dump({**yaml.safe_load(data.read_text()), "path": str(target), "val": "val2017.txt"}))
+    optimized = optimize_dataset(data, str(tmp_path / "optimized"))
+    from ultralytics.utils import LOGGER
+
+    warnings_said: list[str] = []
+    monkeypatch.setattr(LOGGER, "warning", lambda message, *args, **kwargs: warnings_said.append(str(message)))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False, default_root_dir=str(tmp_path / "run"))  # fmt: skip
+    trainer.fit(YOLOModule(model="yolo26n.yaml"), YOLODataModule(data=optimized, imgsz=64, batch=8, workers=0))
+    report = next(c for c in trainer.callbacks if isinstance(c, RunReport))
+    assert "metrics/mAP50-95(B)" in report.final_metrics
+    assert any("val2017.txt is COCO's or LVIS's" in message for message in warnings_said)
+
+
 def _mixed_aspect_copy(source: Path, target: Path) -> Path:
     """A copy of a synthetic dataset whose odd images are cut to 64 x 40 (labels unchanged: still valid rows), so
     Ultralytics' rect batches re-sort its images by aspect ratio."""

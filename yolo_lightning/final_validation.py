@@ -15,12 +15,14 @@ import os
 import pickle
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from yolo_lightning.errors import ConfigurationError
 
+_PATCH_LOCK = threading.Lock()  # one streamed validation at a time patches Ultralytics' dataset check
 # Ultralytics reads these at import and then gathers statistics over a process group: a standalone validation must
 # not inherit the DDP rank it was started from.
 _DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "NODE_RANK")
@@ -50,6 +52,8 @@ def validate_weights(settings: dict[str, Any]) -> dict[str, float]:
 def streamed_validator(model: Any, config: dict[str, Any], storage_options: dict[str, Any] | None) -> type:
     """The task's Ultralytics validator reading an optimized dataset (``config``: its dataset config): its own loop,
     metrics, table and plots; only the dataset it builds and the dataset config it checks differ."""
+    from ultralytics.utils import LOGGER
+
     from yolo_lightning.streamed_datasets import build_streamed_dataset
 
     base = model.task_map[model.task]["validator"]
@@ -58,6 +62,24 @@ def streamed_validator(model: Any, config: dict[str, Any], storage_options: dict
         def __call__(self, *args: Any, **kwargs: Any) -> Any:
             with _dataset_config(config):
                 return super().__call__(*args, **kwargs)
+
+        def init_metrics(self, model: Any) -> None:
+            """The task's metrics. Ultralytics scores COCO and LVIS (told by the split's original path) with their
+            official evaluation, which reads annotation files that are not streamed: said once, and left out."""
+            split = self.args.split or "val"
+            streamed, source = self.data.get(split), (config.get("sources") or {}).get(split)
+            self.data[split] = source or streamed  # what Ultralytics' COCO/LVIS test reads
+            try:
+                super().init_metrics(model)
+            finally:
+                self.data[split] = streamed
+            if getattr(self, "is_coco", False) or getattr(self, "is_lvis", False):
+                LOGGER.warning(
+                    f"{source} is COCO's or LVIS's: YOLO(best.pt).val() on the original files would also report "
+                    "the official evaluation (pycocotools/faster-coco-eval on its annotation JSON), which streamed "
+                    "data lacks; the numbers below are Ultralytics' own mAP (its table)."
+                )
+                self.args.save_json = False
 
         def build_dataset(self, img_path: str, mode: str = "val", batch: int | None = None) -> Any:
             """``build_yolo_dataset``'s dataset (classify: ClassificationDataset's) from the optimized split."""
@@ -72,17 +94,19 @@ def streamed_validator(model: Any, config: dict[str, Any], storage_options: dict
 @contextlib.contextmanager
 def _dataset_config(config: dict[str, Any]) -> Iterator[None]:
     """Within: BaseValidator's dataset check gives ``config``. Its ``__call__`` reads a data.yaml (or a classification
-    folder) inline, with no hook; an optimized dataset's config comes from its stored metadata."""
+    folder) inline, with no hook; an optimized dataset's config comes from its stored metadata. One validation at a
+    time holds the patch (validations in threads would read each other's config)."""
     import ultralytics.engine.validator as validator_module
 
-    checks = {name: getattr(validator_module, name) for name in ("check_det_dataset", "check_cls_dataset")}
-    for name in checks:
-        setattr(validator_module, name, lambda *args, **kwargs: copy.deepcopy(config))
-    try:
-        yield
-    finally:
-        for name, check in checks.items():
-            setattr(validator_module, name, check)
+    with _PATCH_LOCK:
+        checks = {name: getattr(validator_module, name) for name in ("check_det_dataset", "check_cls_dataset")}
+        for name in checks:
+            setattr(validator_module, name, lambda *args, **kwargs: copy.deepcopy(config))
+        try:
+            yield
+        finally:
+            for name, check in checks.items():
+                setattr(validator_module, name, check)
 
 
 def launched_as_a_rank() -> bool:

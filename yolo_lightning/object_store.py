@@ -36,11 +36,15 @@ class _Scheme:
 
 # ---------------------------------------------------------------------------------------------------------- S3
 def _s3_client(options: dict[str, Any]) -> Any:
-    """A boto3 S3 client from LitData's ``storage_options`` (endpoint, keys, region), failing fast when unreachable."""
+    """A boto3 S3 client from LitData's ``storage_options`` (endpoint, keys, region, a botocore ``config`` such as
+    path-style addressing, merged as LitData merges it), failing fast when unreachable."""
     import boto3
     from botocore.config import Config
 
+    options = dict(options)
     config = Config(connect_timeout=_TIMEOUT[0], read_timeout=_TIMEOUT[1], retries={"max_attempts": 1})
+    if options.get("config") is not None:
+        config = options.pop("config").merge(config)  # the user's settings, with a fast failure on top
     return boto3.client("s3", config=config, **options)
 
 
@@ -90,9 +94,20 @@ def _gcs_get(bucket: str, key: str, options: dict[str, Any]) -> bytes | None:
     try:
         return store.blob(key).download_as_bytes(retry=None, timeout=_TIMEOUT)
     except NotFound:  # also a missing bucket, which is not a missing dataset
-        if not store.exists(retry=None, timeout=_TIMEOUT):
+        if not _bucket_exists(store):
             raise ConfigurationError(f"gs://{bucket}: no such bucket: create it or check the URL") from None
         return None
+
+
+def _bucket_exists(store: Any) -> bool:
+    """Whether the bucket exists; True when the credentials may read objects but not the bucket's metadata (roles
+    like storage.objectViewer lack ``storage.buckets.get``), which only an existing bucket grants."""
+    from google.api_core.exceptions import Forbidden
+
+    try:
+        return store.exists(retry=None, timeout=_TIMEOUT)
+    except Forbidden:
+        return True
 
 
 def _gcs_put(bucket: str, key: str, payload: bytes, options: dict[str, Any]) -> None:
@@ -109,15 +124,16 @@ def _gcs_delete(bucket: str, key: str, options: dict[str, Any]) -> None:
 
 
 def _gcs_reason(error: Exception) -> str:
-    """One line saying why a Google Cloud Storage request failed and what to do."""
+    """One line saying why a Google Cloud Storage request failed and what to do (requests' and google-auth's
+    connection failures: unreachable; an HTTP answer: refused; anything else, e.g. no project: its own words)."""
     name = type(error).__name__
     if name == "DefaultCredentialsError":
         return (
             "no credentials for the bucket: set GOOGLE_APPLICATION_CREDENTIALS (or gcloud auth application-default "
             "login), or pass storage_options={'credentials': ..., 'project': ...}"
         )
-    if isinstance(error, OSError) or name in {"TransportError", "RetryError"}:  # requests' ConnectionError/Timeout
-        return f"the endpoint is unreachable ({type(error).__name__}): check the network or storage_options"
+    if name in {"ConnectionError", "ConnectTimeout", "ReadTimeout", "Timeout", "TransportError", "RetryError"}:
+        return f"the endpoint is unreachable ({_first_line(error)}): check the network or storage_options"
     if "GoogleAPICallError" in {cls.__name__ for cls in type(error).__mro__}:  # an HTTP answer: 403, 400...
         return f"refused by the object store: {_first_line(error)}"
     return f"{name}: {_first_line(error)}"

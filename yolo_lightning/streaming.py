@@ -85,9 +85,15 @@ def optimize_dataset(
         counts[split] = _optimize_split(cache, spec, location, num_workers, chunk_bytes, storage_options)
         write_object(f"{output_dir.rstrip('/')}/{split}.cache", payload, storage_options)
     metadata = {"format": FORMAT_VERSION, "task": spec.name, "images": counts}
+    metadata["sources"] = {split: _plain_paths(config[split]) for split in counts}  # what each was optimized from
     metadata.update({k: config[k] for k in _CARRIED_KEYS if k in config})
     write_object(f"{output_dir.rstrip('/')}/{MARKER}", yaml.safe_dump(metadata).encode(), storage_options)
     return output_dir
+
+
+def _plain_paths(paths: Any) -> str | list[str]:
+    """A split's path (or list of paths) as YAML-safe text."""
+    return [str(p) for p in paths] if isinstance(paths, (list, tuple)) else str(paths)
 
 
 def _task(data: str | Path, task: str | None) -> Task:

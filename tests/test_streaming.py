@@ -598,6 +598,18 @@ def test_predict_on_optimized_data_needs_a_source(detect_data, tmp_path):
     assert sum(len(batch) for batch in results) == 8
 
 
+def test_a_botocore_config_in_storage_options_is_kept(s3):
+    """MinIO/Ceph users pass ``config=Config(s3={"addressing_style": "path"})``, which LitData merges into its client:
+    the metadata reads take it too."""
+    from botocore.config import Config
+
+    from yolo_lightning.object_store import read_bytes, write_object
+
+    options = {**s3, "config": Config(s3={"addressing_style": "path"})}
+    write_object(f"s3://{BUCKET}/config/probe", b"path-style", options)
+    assert read_bytes(f"s3://{BUCKET}/config/probe", options) == b"path-style"
+
+
 def test_an_output_url_litdata_cannot_write_is_one_error(detect_data):
     with pytest.raises(ConfigurationError, match="a local folder, an s3:// or a gs:// URL"):
         optimize_dataset(detect_data, "azure://container/ds")

@@ -518,6 +518,36 @@ def test_an_interrupted_optimize_is_refused_and_a_rerun_completes(detect_data, t
     assert metadata["task"] == "detect" and metadata["images"] == {"train": 16, "val": 8}
 
 
+def test_optimize_replaces_a_dataset_only_when_asked_and_never_deletes_other_files(detect_data, s3, tmp_path):
+    """A complete dataset is replaced only with overwrite=True; an output holding other files (LitData deletes each
+    split's folder or prefix before writing it) is refused, locally and in a bucket, and the files stay."""
+    import boto3
+
+    url = f"s3://{BUCKET}/kept"
+    optimize_dataset(detect_data, url, storage_options=s3)
+    client = boto3.client("s3", **s3)
+    marker = client.get_object(Bucket=BUCKET, Key=f"kept/{MARKER}")["Body"].read()
+    with pytest.raises(ConfigurationError, match="holds an optimized dataset already.*overwrite=True"):
+        optimize_dataset(detect_data, url, storage_options=s3)
+    assert client.get_object(Bucket=BUCKET, Key=f"kept/{MARKER}")["Body"].read() == marker  # untouched
+    client.put_object(Bucket=BUCKET, Key="kept/train/images/mine.jpg", Body=b"mine")
+    with pytest.raises(ConfigurationError, match=r"holds files that are no optimized dataset's \('train/images/mine.jpg'"):
+        optimize_dataset(detect_data, url, storage_options=s3, overwrite=True)
+    assert client.get_object(Bucket=BUCKET, Key="kept/train/images/mine.jpg")["Body"].read() == b"mine"
+
+    local = tmp_path / "local"
+    (local / "val").mkdir(parents=True)
+    (local / "val" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigurationError, match=r"\('val/notes.txt', 1 in all\)"):
+        optimize_dataset(detect_data, str(local))
+    (local / "val" / "notes.txt").unlink()
+    optimize_dataset(detect_data, str(local))
+    first = (local / MARKER).stat().st_mtime_ns
+    optimize_dataset(detect_data, str(local), overwrite=True)
+    assert (local / MARKER).stat().st_mtime_ns > first
+    assert yaml.safe_load((local / MARKER).read_text())["images"] == {"train": 16, "val": 8}
+
+
 @pytest.mark.parametrize(("options", "says"), [
     ({"endpoint_url": "http://127.0.0.1:9", "aws_access_key_id": "a", "aws_secret_access_key": "b"}, "unreachable"),
     (None, "no credentials"),
@@ -650,6 +680,10 @@ def test_cli_optimize_then_fit(detect_data, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert (out / MARKER).is_file() and "trains from it" in result.stdout + result.stderr
     assert len(json.loads((out / "train" / "index.json").read_text())["chunks"]) > 1  # --chunk_bytes reached LitData
+    again = subprocess.run(["yolo-lightning", "optimize", "--data", str(detect_data), "--output", str(out)],
+                           capture_output=True, text=True, cwd=tmp_path, env=env)  # fmt: skip
+    assert again.returncode == 2 and "holds an optimized dataset already" in again.stderr, again.stderr[-3000:]
+    assert len(again.stderr.strip().splitlines()) == 1 and "--overwrite" in again.stderr
     result = subprocess.run(["yolo-lightning", "fit", "--data.data", str(out), "--data.imgsz", "64", "--data.batch", "4",
                              "--data.workers", "0", "--trainer.max_epochs", "1",
                              "--data.storage_options", '{"aws_secret_access_key": "s3cr3t"}'],

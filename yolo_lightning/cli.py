@@ -268,12 +268,14 @@ def optimize_main(args: list[str]) -> None:
     parser.add_argument("--task", default=None, help="the labels' task (default: read from the data)")
     parser.add_argument("--num_workers", type=int, default=1, help="LitData's writer processes")
     parser.add_argument("--chunk_bytes", default="8MB", help="size of each chunk (e.g. 8MB, 64MB)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an optimized dataset at --output")
     parser.add_argument("--storage_options", type=json.loads, default=None,
                         help='JSON, e.g. \'{"endpoint_url": "http://127.0.0.1:9000"}\' (s3 keys: AWS_* variables; gs: '
                              'GOOGLE_APPLICATION_CREDENTIALS)')  # fmt: skip
     options = parser.parse_args(args)
     out = optimize_dataset(options.data, options.output, task=options.task, num_workers=options.num_workers,
-                           storage_options=options.storage_options, chunk_bytes=options.chunk_bytes)  # fmt: skip
+                           storage_options=options.storage_options, chunk_bytes=options.chunk_bytes,
+                           overwrite=options.overwrite)  # fmt: skip
     rank_zero_info(f"Optimized {options.data} into {out}: YOLODataModule(data={out!r}) trains from it.")
 
 

@@ -24,13 +24,14 @@ _TIMEOUT = (3, 30)  # seconds to connect, to read: an unreachable endpoint fails
 
 @dataclass(frozen=True)
 class _Scheme:
-    """How to reach one kind of object store: its SDK, and its get (None when missing), put and delete."""
+    """How to reach one kind of object store: its SDK, and its get (None when missing), put, delete and list."""
 
     module: str  # the SDK's import name, required before use
     package: str  # what pip installs
     get: Callable[[str, str, dict[str, Any]], bytes | None]
     put: Callable[[str, str, bytes, dict[str, Any]], None]
     delete: Callable[[str, str, dict[str, Any]], None]
+    keys: Callable[[str, str, dict[str, Any]], list[str]]
     reason: Callable[[Exception], str]
 
 
@@ -62,6 +63,11 @@ def _s3_put(bucket: str, key: str, payload: bytes, options: dict[str, Any]) -> N
 
 def _s3_delete(bucket: str, key: str, options: dict[str, Any]) -> None:
     _s3_client(options).delete_object(Bucket=bucket, Key=key)  # S3 deletes a missing key without complaint
+
+
+def _s3_keys(bucket: str, prefix: str, options: dict[str, Any]) -> list[str]:
+    pages = _s3_client(options).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
 def _s3_reason(error: Exception) -> str:
@@ -123,6 +129,10 @@ def _gcs_delete(bucket: str, key: str, options: dict[str, Any]) -> None:
         pass  # already gone: what deleting asks for
 
 
+def _gcs_keys(bucket: str, prefix: str, options: dict[str, Any]) -> list[str]:
+    return [blob.name for blob in _gcs_bucket(bucket, options).list_blobs(prefix=prefix, retry=None, timeout=_TIMEOUT)]
+
+
 def _gcs_reason(error: Exception) -> str:
     """One line saying why a Google Cloud Storage request failed and what to do (requests' and google-auth's
     connection failures: unreachable; an HTTP answer: refused; anything else, e.g. no project: its own words)."""
@@ -140,8 +150,10 @@ def _gcs_reason(error: Exception) -> str:
 
 
 _SCHEMES = {
-    "s3://": _Scheme("boto3", "boto3", _s3_get, _s3_put, _s3_delete, _s3_reason),
-    "gs://": _Scheme("google.cloud.storage", "google-cloud-storage", _gcs_get, _gcs_put, _gcs_delete, _gcs_reason),
+    "s3://": _Scheme("boto3", "boto3", _s3_get, _s3_put, _s3_delete, _s3_keys, _s3_reason),
+    "gs://": _Scheme(
+        "google.cloud.storage", "google-cloud-storage", _gcs_get, _gcs_put, _gcs_delete, _gcs_keys, _gcs_reason
+    ),
 }
 REMOTE_PREFIXES = tuple(_SCHEMES)
 
@@ -191,6 +203,17 @@ def delete_object(path: str, storage_options: dict[str, Any] | None) -> None:
         Path(path).unlink(missing_ok=True)
         return
     _call(path, scheme.reason, scheme.delete, *_bucket_and_key(path), dict(storage_options or {}))
+
+
+def list_names(folder: str, storage_options: dict[str, Any] | None) -> list[str]:
+    """The paths of every file or object under the local folder or URL prefix ``folder``, relative to it."""
+    scheme = _scheme(folder)
+    if scheme is None:
+        root = Path(folder)
+        return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()) if root.is_dir() else []
+    bucket, prefix = _bucket_and_key(folder.rstrip("/") + "/")
+    keys = _call(folder, scheme.reason, scheme.keys, bucket, prefix, dict(storage_options or {}))
+    return sorted(key[len(prefix) :] for key in keys)
 
 
 def _call(path: str, reason: Callable[[Exception], str], operation: Callable[..., Any], *args: Any) -> Any:

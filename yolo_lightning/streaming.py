@@ -28,8 +28,10 @@ from ultralytics.data.dataset import DATASET_CACHE_VERSION, ClassificationDatase
 from ultralytics.data.utils import load_dataset_cache_file
 
 from yolo_lightning.errors import ConfigurationError, TrainingError
-from yolo_lightning.object_store import delete_object, is_remote, read_text, write_object
-from yolo_lightning.stream_store import FORMAT_VERSION, MARKER, allow_plain_http, require_streaming, split_location
+from yolo_lightning.object_store import delete_object, is_remote, list_names, read_text, write_object
+from yolo_lightning.stream_store import (
+    FORMAT_VERSION, MARKER, SPLITS, allow_plain_http, require_streaming, split_location,
+)  # fmt: skip
 from yolo_lightning.tasks import TASKS, Task
 
 __all__ = ["optimize_dataset"]
@@ -49,6 +51,7 @@ def optimize_dataset(
     num_workers: int = 1,
     storage_options: dict[str, Any] | None = None,
     chunk_bytes: str | int = "8MB",
+    overwrite: bool = False,
 ) -> str:
     """Convert every split of ``data`` (a data.yaml or a classification image-folder tree ``YOLODataModule`` trains
     on) into LitData's optimized format at ``output_dir`` (a local folder, ``s3://bucket/prefix`` or
@@ -59,6 +62,10 @@ def optimize_dataset(
     label rows: 4 corner points obb, polygons segment, boxes detect). Labels are read and checked by the task's own
     Ultralytics dataset, exactly as for training from the data. The completion marker is written last and removed
     first: an interrupted run leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
+
+    ``overwrite``: replace a complete optimized dataset at ``output_dir`` (refused without it: runs reading it would
+    break). An output holding anything else than an optimized dataset's files is always refused (LitData deletes
+    each split's folder or prefix before writing it).
 
     ``chunk_bytes``: the size of each chunk. 8 MB, not LitData's 64 MB: a rank's loader workers share the chunks they
     read, and LitData reads a shared chunk cached from a bucket without a memory map, at a cost that grows with the
@@ -77,6 +84,7 @@ def optimize_dataset(
     datamodule.fixed_task = spec
     config, datasets = datamodule.labelled_datasets()
     allow_plain_http(storage_options)
+    _check_output(output_dir, overwrite, storage_options)
     delete_object(f"{output_dir.rstrip('/')}/{MARKER}", storage_options)
     counts = {}
     for split, dataset in datasets.items():
@@ -89,6 +97,31 @@ def optimize_dataset(
     metadata.update({k: config[k] for k in _CARRIED_KEYS if k in config})
     write_object(f"{output_dir.rstrip('/')}/{MARKER}", yaml.safe_dump(metadata).encode(), storage_options)
     return output_dir
+
+
+def _check_output(output_dir: str, overwrite: bool, storage_options: dict[str, Any] | None) -> None:
+    """Refuse an output that holds files of its own, or a complete optimized dataset unless ``overwrite``."""
+    names = list_names(output_dir, storage_options)
+    foreign = [name for name in names if not _is_optimized_file(name)]
+    if foreign:
+        raise ConfigurationError(
+            f"output_dir={output_dir!r} holds files that are no optimized dataset's ({foreign[0]!r}, {len(foreign)} in "
+            "all), which optimizing would delete: choose an empty folder or prefix."
+        )
+    if MARKER in names and not overwrite:
+        raise ConfigurationError(
+            f"output_dir={output_dir!r} holds an optimized dataset already: choose another output, or replace it "
+            "with overwrite=True (--overwrite; runs reading it then fail)."
+        )
+
+
+def _is_optimized_file(name: str) -> bool:
+    """Whether ``name`` (relative to an output) is one an optimize run writes: the marker, a label cache, one of their
+    temporary files, or a LitData chunk or index directly in a split's folder."""
+    folder, _, file = name.rpartition("/")
+    if not folder:
+        return name in {MARKER, *(f"{split}.cache" for split in SPLITS)} or (name[:1] == "." and name.endswith(".tmp"))
+    return folder in SPLITS and file.endswith((".bin", ".json"))
 
 
 def _plain_paths(paths: Any) -> str | list[str]:

@@ -478,6 +478,29 @@ def test_a_spawned_worker_reads_the_http_bucket(detect_data, s3, tmp_path):
     assert sum(len(batch["im_file"]) for batch in loader) == 8
 
 
+def test_validation_chunks_are_downloaded_once_per_node(detect_data, s3, tmp_path):
+    """Validation fetches images by name from the node's chunk cache: another rank of the machine, a later run or the
+    final validation reads the chunks one reader downloaded (here: with them gone from the bucket)."""
+    import boto3
+
+    url = f"s3://{BUCKET}/node-cache"
+    optimize_dataset(detect_data, url, storage_options=s3, chunk_bytes="20KB")  # several chunks
+    first = YOLODataModule(data=url, imgsz=64, workers=0, storage_options=s3)
+    first.setup("validate")
+    images = [first.val_dataset[i]["img"] for i in range(len(first.val_dataset))]
+    client = boto3.client("s3", **s3)
+    chunks = [item["Key"] for item in client.list_objects_v2(Bucket=BUCKET, Prefix="node-cache/val/")["Contents"]
+              if item["Key"].endswith(".bin")]  # fmt: skip
+    assert len(chunks) > 1
+    for key in chunks:
+        client.delete_object(Bucket=BUCKET, Key=key)
+    second = YOLODataModule(data=url, imgsz=64, workers=0, storage_options=s3)
+    second.setup("validate")
+    assert second.val_dataset.chunk_cache == first.val_dataset.chunk_cache
+    for i, image in enumerate(images):
+        assert torch.equal(second.val_dataset[i]["img"], image)
+
+
 def test_every_image_once_per_epoch_under_two_process_ddp(detect_data, tmp_path):
     optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")  # several chunks
     probe = Path(__file__).parent / "ddp_probe.py"

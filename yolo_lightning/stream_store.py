@@ -14,7 +14,10 @@ without it is incomplete, and ``optimize_dataset`` starts it over.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,7 @@ from yolo_lightning.object_store import is_remote, read_bytes, read_text, requir
 MARKER = "yolo_lightning.yaml"  # written last: its presence means the optimized dataset is complete
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
+CACHE_FOLDER = "yolo-lightning-chunks"  # under $TMPDIR: the chunks a node downloaded
 
 
 def require_streaming(location: str | Path) -> None:
@@ -117,3 +121,21 @@ def load_label_cache(location: str, split: str, storage_options: dict[str, Any] 
 def split_location(location: str, split: str) -> str:
     """Where the LitData chunks of ``split`` lie."""
     return f"{location.rstrip('/')}/{split}"
+
+
+def node_chunk_cache(location: str, storage_options: dict[str, Any] | None) -> str:
+    """The chunk cache every process of this machine shares for one version of a split:
+    ``$TMPDIR/yolo-lightning-chunks/<endpoint and version>``.
+
+    LitData locks each chunk's download in it, so the ranks of a node download each chunk once. The endpoint gets its
+    own folder (the same URL on two endpoints is two datasets), and so does each version of the split (its
+    index's ``updated_at``, new at each optimize): LitData deletes a dataset's other versions from its cache folder
+    without a lock, which would pull chunks from under the other ranks or another run reading the old version.
+    """
+    index = read_text(f"{location.rstrip('/')}/index.json", storage_options)
+    version = str(json.loads(index).get("updated_at")) if index else "none"
+    endpoint = str((storage_options or {}).get("endpoint_url") or "default")
+    key = hashlib.sha256(f"{endpoint}|{version}".encode()).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / CACHE_FOLDER / key
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)

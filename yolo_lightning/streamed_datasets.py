@@ -15,9 +15,7 @@ import io
 import math
 import os
 import random
-import shutil
 import tempfile
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,7 @@ from ultralytics.utils import IterableSimpleNamespace, colorstr
 from ultralytics.utils.patches import PIL_FALLBACK_SUFFIXES, imread
 
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.stream_store import allow_plain_http, load_label_cache, split_location
+from yolo_lightning.stream_store import allow_plain_http, load_label_cache, node_chunk_cache, split_location
 
 
 class _StreamedImages:
@@ -69,13 +67,12 @@ class _StreamedImages:
         self._last: tuple[int, dict[str, Any]] | None = None
         self._indices: dict[int, int] | None = None  # chunk position -> Ultralytics' index, built on first use
         allow_plain_http(storage_options)
-        # The chunk cache is made here, in the process that builds the datasets, and shared by its loader workers
-        # (LitData locks each chunk's download); it is this dataset's own: LitData's default one is named after the
-        # URL alone, which other endpoints or runs may share. LitData's reader is opened on first use, in each
-        # process: training reads in chunk order (streamed_loader) and never needs it, and a process that forks
-        # loader workers holds none of its threads.
-        self.chunk_cache = tempfile.mkdtemp(prefix="yolo-lightning-chunks-")
-        weakref.finalize(self, shutil.rmtree, self.chunk_cache, True)  # in this process only: workers leave it
+        # The node's chunk cache of this version of the split, shared by every rank and loader worker of the machine
+        # and by later runs (LitData locks each chunk's download): validation under DDP and the final validation
+        # download each chunk once per node. LitData's reader is opened on first use, in each process: training
+        # reads in chunk order (streamed_loader) and never needs it, and a process that forks loader workers holds
+        # none of its threads.
+        self.chunk_cache = node_chunk_cache(self.stream_location, storage_options)
         self._stream: Any = None
         self._stream_pid = -1
 

@@ -8,9 +8,6 @@ per-node cache that LitData bounds and evicts (data bigger than the disk streams
 
 from __future__ import annotations
 
-import hashlib
-import json
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,10 +18,6 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.utilities.env import _DistributedEnv
 
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.object_store import read_text
-
-CACHE_FOLDER = "yolo-lightning-chunks"
-
 
 class ChunkOrderedImages(StreamingDataset):
     """LitData's sharded, shuffled iteration over an optimized split, yielding the Ultralytics training samples of
@@ -36,7 +29,7 @@ class ChunkOrderedImages(StreamingDataset):
     def __init__(self, images: Any, seed: int, world: tuple[int, int, int]) -> None:
         with _lightning_world(*world):
             super().__init__(
-                images.stream_location, cache_dir=node_chunk_cache(images.stream_location, images.storage_options),
+                images.stream_location, cache_dir=images.chunk_cache,
                 storage_options=images.storage_options, shuffle=True, seed=seed, transform=images.training_sample,
             )  # fmt: skip
         self.images, self.world = images, world
@@ -112,24 +105,6 @@ class RunEpochLoader(StreamingDataLoader):
             self.current_epoch = epoch
         self._position_loaded = False
         yield from super().__iter__()
-
-
-def node_chunk_cache(location: str, storage_options: dict[str, Any] | None) -> str:
-    """The chunk cache every process of this machine shares for one version of a split:
-    ``$TMPDIR/yolo-lightning-chunks/<endpoint and version>``.
-
-    LitData locks each chunk's download in it, so the ranks of a node download each chunk once. The endpoint gets its
-    own folder (the same URL on two endpoints is two datasets), and so does each version of the split (its
-    index's ``updated_at``, new at each optimize): LitData deletes a dataset's other versions from its cache folder
-    without a lock, which would pull chunks from under the other ranks or another run reading the old version.
-    """
-    index = read_text(f"{location.rstrip('/')}/index.json", storage_options)
-    version = str(json.loads(index).get("updated_at")) if index else "none"
-    endpoint = str((storage_options or {}).get("endpoint_url") or "default")
-    key = hashlib.sha256(f"{endpoint}|{version}".encode()).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / CACHE_FOLDER / key
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
 
 
 def _images(regions: list[tuple[int, int]]) -> int:

@@ -668,13 +668,29 @@ def test_an_output_url_litdata_cannot_write_is_one_error(detect_data):
         optimize_dataset(detect_data, "azure://container/ds")
 
 
-def test_credentials_a_launched_rank_cannot_pass_on_are_one_error(tmp_path):
+class ScriptCredentials:
+    """Credentials as a training script defines them (in its ``__main__``)."""
+
+
+def test_credentials_a_launched_rank_cannot_pass_on_are_one_error(detect_data, tmp_path, monkeypatch):
     """A launched rank 0 validates best.pt in a process of its own, given its settings through a pipe: credentials
-    that cannot be pickled say to use the environment instead of failing with a pickling traceback."""
+    that cannot be pickled, or whose class the script defines (that process cannot import it), are one error before
+    training starts, saying to use the environment, instead of a traceback after the last epoch."""
     from yolo_lightning.final_validation import validate_weights_in_new_process
 
     with pytest.raises(ConfigurationError, match="through the environment"):
         validate_weights_in_new_process({"storage_options": {"credentials": threading.Lock()}}, tmp_path)
+    monkeypatch.setattr(ScriptCredentials, "__module__", "__main__")
+    monkeypatch.setattr(sys.modules["__main__"], "ScriptCredentials", ScriptCredentials, raising=False)
+    monkeypatch.setenv("RANK", "0")
+    optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"))
+    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_progress_bar=False,
+                        default_root_dir=str(tmp_path / "run"))  # fmt: skip
+    datamodule = YOLODataModule(data=optimized, imgsz=64, batch=4, workers=0,
+                                storage_options={"credentials": ScriptCredentials()})  # fmt: skip
+    with pytest.raises(ConfigurationError, match="ScriptCredentials is defined in the running script.*environment"):
+        trainer.fit(YOLOModule(model="yolo26n.yaml"), datamodule)
+    assert trainer.global_step == 0 and not (tmp_path / "run" / "weights").exists()
 
 
 def test_another_task_than_the_optimized_one_is_one_error(detect_data, tmp_path):

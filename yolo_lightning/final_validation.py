@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import os
 import pickle
@@ -119,19 +120,37 @@ def validate_weights_in_new_process(settings: dict[str, Any], scratch: Path) -> 
     """``validate_weights`` in a fresh Python process without the DDP environment (its output shown as it runs)."""
     metrics_file = scratch / ".final_metrics.json"
     env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
-    try:
-        payload = pickle.dumps(settings)
-    except Exception as e:  # noqa: BLE001 - pickle's many failure types, turned into one line
-        raise ConfigurationError(
-            f"the final validation runs in a process of its own and storage_options cannot be passed to it ({e}): "
-            "give the bucket's credentials through the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS) instead."
-        ) from None
+    payload = passable_settings(settings)
     try:
         command = [sys.executable, "-m", __name__, str(metrics_file)]
         subprocess.run(command, input=payload, env=env, check=True)
         return json.loads(metrics_file.read_text())
     finally:
         metrics_file.unlink(missing_ok=True)
+
+
+def passable_settings(settings: dict[str, Any]) -> bytes:
+    """``settings`` pickled for the final validation's own process, or one error when that process could not read
+    them (a credentials object that cannot be pickled, or a class defined in the running script)."""
+    try:
+        payload = pickle.dumps(settings)
+        _ImportableElsewhere(io.BytesIO(payload)).load()
+    except Exception as e:  # noqa: BLE001 - pickle's many failure types, turned into one line
+        raise ConfigurationError(
+            f"the final validation runs in a process of its own and storage_options cannot be passed to it ({e}): "
+            "give the bucket's credentials through the environment (AWS_*, GOOGLE_APPLICATION_CREDENTIALS) instead."
+        ) from None
+    return payload
+
+
+class _ImportableElsewhere(pickle.Unpickler):
+    """Unpickles what another Python process can import: nothing defined in the running script (``__main__``), which
+    ``python -m yolo_lightning.final_validation`` does not run."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "__main__":
+            raise pickle.UnpicklingError(f"{name} is defined in the running script, which that process does not run")
+        return super().find_class(module, name)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,9 @@ from lightning.pytorch.utilities import rank_zero_info
 from ultralytics.utils.plotting import plot_results
 
 from yolo_lightning.files import write_text_atomically
-from yolo_lightning.final_validation import launched_as_a_rank, validate_weights, validate_weights_in_new_process
+from yolo_lightning.final_validation import (
+    launched_as_a_rank, passable_settings, validate_weights, validate_weights_in_new_process,
+)  # fmt: skip
 from yolo_lightning.hardware import evaluation_half
 from yolo_lightning.reports import log_images
 
@@ -53,6 +55,14 @@ class RunReport(L.Callback):
         self._plots: list[Path] = []
 
     # ------------------------------------------------------------------------------------------------- start
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Before training, on every rank: the bucket's ``storage_options`` reach the final validation's own process
+        (a DDP run's, a launched rank's), else one error now rather than after the last epoch."""
+        datamodule = trainer.datamodule
+        if stage == "fit" and self.final_validation and getattr(datamodule, "streamed", False):
+            if trainer.world_size > 1 or launched_as_a_rank():
+                passable_settings({"storage_options": datamodule.storage_options})
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Once the run folder is settled (UltralyticsCheckpoint picks it in on_fit_start): args.yaml, labels.jpg."""
         self._start = time.time()

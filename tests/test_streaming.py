@@ -554,14 +554,20 @@ def test_optimize_replaces_a_dataset_only_when_asked_and_never_deletes_other_fil
         optimize_dataset(detect_data, url, storage_options=s3)
     assert client.get_object(Bucket=BUCKET, Key=f"kept/{MARKER}")["Body"].read() == marker  # untouched
     client.put_object(Bucket=BUCKET, Key="kept/train/images/mine.jpg", Body=b"mine")
-    with pytest.raises(ConfigurationError, match=r"holds files that are no optimized dataset's \('train/images/mine.jpg'"):
+    with pytest.raises(ConfigurationError, match=r"holds files that optimize did not write \('train/images/mine.jpg'"):
         optimize_dataset(detect_data, url, storage_options=s3, overwrite=True)
     assert client.get_object(Bucket=BUCKET, Key="kept/train/images/mine.jpg")["Body"].read() == b"mine"
+    client.delete_object(Bucket=BUCKET, Key="kept/train/images/mine.jpg")
+    for folder in ("kept/", "kept/val/"):  # the consoles' "Create folder": empty keys, not files
+        client.put_object(Bucket=BUCKET, Key=folder, Body=b"")
+    optimize_dataset(detect_data, url, storage_options=s3, overwrite=True)
 
     local = tmp_path / "local"
     (local / "val").mkdir(parents=True)
     (local / "val" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigurationError, match=r"\('val/notes.txt', 1 in all\)"):
+    (local / "train").mkdir()
+    (local / "train" / "index.json.tmp").write_text("{")  # LitData's index, cut short by a kill: ours
+    with pytest.raises(ConfigurationError, match=r"\('val/notes.txt', 1 in all"):
         optimize_dataset(detect_data, str(local))
     (local / "val" / "notes.txt").unlink()
     optimize_dataset(detect_data, str(local))

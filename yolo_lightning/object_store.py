@@ -36,14 +36,14 @@ class _Scheme:
 
 
 # ---------------------------------------------------------------------------------------------------------- S3
-def _s3_client(options: dict[str, Any]) -> Any:
+def _s3_client(options: dict[str, Any], attempts: int = 1) -> Any:
     """A boto3 S3 client from LitData's ``storage_options`` (endpoint, keys, region, a botocore ``config`` such as
-    path-style addressing, merged as LitData merges it), failing fast when unreachable."""
+    path-style addressing, merged as LitData merges it), failing fast when unreachable (``attempts``: per request)."""
     import boto3
     from botocore.config import Config
 
     options = dict(options)
-    config = Config(connect_timeout=_TIMEOUT[0], read_timeout=_TIMEOUT[1], retries={"max_attempts": 1})
+    config = Config(connect_timeout=_TIMEOUT[0], read_timeout=_TIMEOUT[1], retries={"max_attempts": attempts})
     if options.get("config") is not None:
         config = options.pop("config").merge(config)  # the user's settings, with a fast failure on top
     return boto3.client("s3", config=config, **options)
@@ -66,7 +66,8 @@ def _s3_delete(bucket: str, key: str, options: dict[str, Any]) -> None:
 
 
 def _s3_keys(bucket: str, prefix: str, options: dict[str, Any]) -> list[str]:
-    pages = _s3_client(options).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    # a prefix of many chunks is many pages: each retried (a throttled page would end the listing)
+    pages = _s3_client(options, attempts=5).get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
     return [item["Key"] for page in pages for item in page.get("Contents", [])]
 
 
@@ -130,7 +131,9 @@ def _gcs_delete(bucket: str, key: str, options: dict[str, Any]) -> None:
 
 
 def _gcs_keys(bucket: str, prefix: str, options: dict[str, Any]) -> list[str]:
-    return [blob.name for blob in _gcs_bucket(bucket, options).list_blobs(prefix=prefix, retry=None, timeout=_TIMEOUT)]
+    # names only, each page with the SDK's default retry (a prefix of many chunks is many pages)
+    blobs = _gcs_bucket(bucket, options).list_blobs(prefix=prefix, timeout=_TIMEOUT, fields="items(name),nextPageToken")
+    return [blob.name for blob in blobs]
 
 
 def _gcs_reason(error: Exception) -> str:
@@ -206,14 +209,15 @@ def delete_object(path: str, storage_options: dict[str, Any] | None) -> None:
 
 
 def list_names(folder: str, storage_options: dict[str, Any] | None) -> list[str]:
-    """The paths of every file or object under the local folder or URL prefix ``folder``, relative to it."""
+    """The paths of every file or object under the local folder or URL prefix ``folder``, relative to it (a bucket's
+    folder placeholders, empty keys ending in ``/``, left out)."""
     scheme = _scheme(folder)
     if scheme is None:
         root = Path(folder)
         return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir()) if root.is_dir() else []
     bucket, prefix = _bucket_and_key(folder.rstrip("/") + "/")
     keys = _call(folder, scheme.reason, scheme.keys, bucket, prefix, dict(storage_options or {}))
-    return sorted(key[len(prefix) :] for key in keys)
+    return sorted(key[len(prefix) :] for key in keys if not key.endswith("/"))  # not the consoles' empty "folders"
 
 
 def _call(path: str, reason: Callable[[Exception], str], operation: Callable[..., Any], *args: Any) -> Any:

@@ -19,6 +19,7 @@ from litdata.utilities.env import _DistributedEnv
 
 from yolo_lightning.errors import ConfigurationError
 
+
 class ChunkOrderedImages(StreamingDataset):
     """LitData's sharded, shuffled iteration over an optimized split, yielding the Ultralytics training samples of
     ``images`` (a streamed dataset, see ``streamed_datasets``); only its first ``len(images)`` images (``fraction``).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -36,6 +37,14 @@ from yolo_lightning.tasks import TASKS, Task
 
 __all__ = ["optimize_dataset"]
 _STAGING = "DATA_OPTIMIZER_CACHE_FOLDER"  # LitData's staging folder for the chunks it writes
+# What an optimize run writes (an interrupted one included): the marker, each split's label cache, their temporary
+# files (write_object), and in each split's folder LitData's chunks and index (its per-worker indexes, its index's
+# temporary name)
+_SPLIT = "(?:" + "|".join(SPLITS) + ")"
+_WRITTEN = re.compile(
+    rf"{re.escape(MARKER)}|{_SPLIT}\.cache|\.[^/]+\.tmp"
+    rf"|{_SPLIT}/(?:chunk-\d+-\d+(?:\.\w+)?\.bin|(?:\d+[.-])?index\.json(?:\.tmp)?)"
+)
 # data.yaml keys a task reads besides the splits: carried over, so that training needs no original file
 _CARRIED_KEYS = (
     "names", "nc", "channels", "kpt_shape", "flip_idx", "kpt_names", "kpt_oks_sigmas", "masks_dir", "label_mapping",
@@ -64,8 +73,8 @@ def optimize_dataset(
     first: an interrupted run leaves a dataset that readers refuse as incomplete, and a rerun starts it over.
 
     ``overwrite``: replace a complete optimized dataset at ``output_dir`` (refused without it: runs reading it would
-    break). An output holding anything else than an optimized dataset's files is always refused (LitData deletes
-    each split's folder or prefix before writing it).
+    break). An output holding files an optimize run did not write is always refused (in a bucket LitData deletes each
+    split's prefix before writing it).
 
     ``chunk_bytes``: the size of each chunk. 8 MB, not LitData's 64 MB: a rank's loader workers share the chunks they
     read, and LitData reads a shared chunk cached from a bucket without a memory map, at a cost that grows with the
@@ -79,12 +88,12 @@ def optimize_dataset(
             f"output_dir={output_dir!r}: optimize into a local folder, an s3:// or a gs:// URL (LitData writes no other)."
         )
     require_streaming(output_dir)
+    allow_plain_http(storage_options)
+    _check_output(output_dir, overwrite, storage_options)
     spec = _task(data, task)
     datamodule = YOLODataModule(data=str(data), workers=0)
     datamodule.fixed_task = spec
     config, datasets = datamodule.labelled_datasets()
-    allow_plain_http(storage_options)
-    _check_output(output_dir, overwrite, storage_options)
     delete_object(f"{output_dir.rstrip('/')}/{MARKER}", storage_options)
     counts = {}
     for split, dataset in datasets.items():
@@ -100,28 +109,18 @@ def optimize_dataset(
 
 
 def _check_output(output_dir: str, overwrite: bool, storage_options: dict[str, Any] | None) -> None:
-    """Refuse an output that holds files of its own, or a complete optimized dataset unless ``overwrite``."""
-    names = list_names(output_dir, storage_options)
-    foreign = [name for name in names if not _is_optimized_file(name)]
-    if foreign:
-        raise ConfigurationError(
-            f"output_dir={output_dir!r} holds files that are no optimized dataset's ({foreign[0]!r}, {len(foreign)} in "
-            "all), which optimizing would delete: choose an empty folder or prefix."
-        )
-    if MARKER in names and not overwrite:
+    """Refuse an output holding a complete optimized dataset unless ``overwrite``, or files of other origins."""
+    if not overwrite and read_text(f"{output_dir.rstrip('/')}/{MARKER}", storage_options) is not None:
         raise ConfigurationError(
             f"output_dir={output_dir!r} holds an optimized dataset already: choose another output, or replace it "
             "with overwrite=True (--overwrite; runs reading it then fail)."
         )
-
-
-def _is_optimized_file(name: str) -> bool:
-    """Whether ``name`` (relative to an output) is one an optimize run writes: the marker, a label cache, one of their
-    temporary files, or a LitData chunk or index directly in a split's folder."""
-    folder, _, file = name.rpartition("/")
-    if not folder:
-        return name in {MARKER, *(f"{split}.cache" for split in SPLITS)} or (name[:1] == "." and name.endswith(".tmp"))
-    return folder in SPLITS and file.endswith((".bin", ".json"))
+    foreign = [name for name in list_names(output_dir, storage_options) if not _WRITTEN.fullmatch(name)]
+    if foreign:
+        raise ConfigurationError(
+            f"output_dir={output_dir!r} holds files that optimize did not write ({foreign[0]!r}, {len(foreign)} in "
+            "all; in a bucket LitData deletes each split's prefix before writing it): choose an empty folder or prefix."
+        )
 
 
 def _plain_paths(paths: Any) -> str | list[str]:

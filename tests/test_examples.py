@@ -42,7 +42,7 @@ def test_python_api_example(tiny_data_yaml, tmp_path):
 def test_streaming_example(tiny_data_yaml, tmp_path):
     """Optimize, then train streaming from the optimized folder (README "Large datasets")."""
     output = run_example_script("streaming.py", tiny_data_yaml, tmp_path / "run", "--epochs", "1",
-                                "--output", str(tmp_path / "optimized"))  # fmt: skip
+                                "--output", str(tmp_path / "optimized"), "--overwrite")  # fmt: skip
     assert "metrics/mAP50-95(B)" in output and (tmp_path / "optimized" / "yolo_lightning.yaml").is_file()
 
 

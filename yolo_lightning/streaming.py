@@ -78,8 +78,8 @@ def optimize_dataset(
 
     ``chunk_bytes``: the size of each chunk. 8 MB, not LitData's 64 MB: a rank's loader workers share the chunks they
     read, and LitData reads a shared chunk cached from a bucket without a memory map, at a cost that grows with the
-    chunk (measured with 2 workers: 0.21-0.28 of the file loader's speed at 64 MB, 0.91-1.18 at 8 MB; BENCHMARKS.md). For data
-    of many terabytes a larger size keeps LitData's index short.
+    chunk (measured with 2 workers: 0.21-0.28 of the file loader's speed at 64 MB, 0.91-1.18 at 8 MB;
+    BENCHMARKS.md). For data of many terabytes a larger size keeps LitData's index short.
     """
     from yolo_lightning.datamodule import YOLODataModule
 

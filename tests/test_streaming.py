@@ -501,6 +501,42 @@ def test_validation_chunks_are_downloaded_once_per_node(detect_data, s3, tmp_pat
         assert torch.equal(second.val_dataset[i]["img"], image)
 
 
+def test_litdata_creates_its_cache_folders_one_process_at_a_time(detect_data, s3, monkeypatch):
+    """LitData creates a dataset's cache folders after deleting the URL's folder unless it holds exactly that version,
+    without a lock: two processes opening a fresh split at once can delete each other's index.json (seen in CI, two
+    validation loader workers). Both readers (random access, chunk order) create them holding the node cache's lock,
+    which any other process or thread then waits for."""
+    from filelock import FileLock, Timeout
+    from litdata.utilities import dataset_utilities
+
+    url = f"s3://{BUCKET}/opening"
+    optimize_dataset(detect_data, url, storage_options=s3)
+    real, held = dataset_utilities._try_create_cache_dir, []
+
+    def another_thread_could_lock(cache: str) -> None:
+        lock = FileLock(os.path.join(cache, ".opening.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            held.append(True)
+        else:
+            lock.release()
+            held.append(False)
+
+    def creating(*args, **kwargs):
+        probe = threading.Thread(target=another_thread_could_lock, args=(kwargs["cache_dir"],))
+        probe.start()
+        probe.join()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dataset_utilities, "_try_create_cache_dir", creating)
+    datamodule = YOLODataModule(data=url, imgsz=64, batch=4, workers=0, storage_options=s3)
+    datamodule.setup("fit")
+    assert datamodule.val_dataset[0]["img"].ndim == 3  # random access opens the val split
+    assert len(datamodule.train_dataloader()) == 4  # chunk order opens the train split
+    assert held == [True, True]
+
+
 def test_every_image_once_per_epoch_under_two_process_ddp(detect_data, tmp_path):
     optimized = optimize_dataset(detect_data, str(tmp_path / "optimized"), chunk_bytes="20KB")  # several chunks
     probe = Path(__file__).parent / "ddp_probe.py"

@@ -18,6 +18,8 @@ import hashlib
 import io
 import json
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +141,18 @@ def node_chunk_cache(location: str, storage_options: dict[str, Any] | None) -> s
     folder = Path(tempfile.gettempdir()) / CACHE_FOLDER / key
     folder.mkdir(parents=True, exist_ok=True)
     return str(folder)
+
+
+@contextmanager
+def opening_in_node_cache(cache: str) -> Iterator[None]:
+    """Within: the only process of the machine opening a LitData dataset in the node cache ``cache``.
+
+    Opening creates ``<cache>/<URL hash>/<version>/`` and first deletes the URL's folder unless it holds exactly that
+    version (``_clear_cache_dir_if_updated``, without a lock): a process listing it between another's creation of the
+    two folders deletes them, index.json included (measured: a validation loader worker failed with "doesn't contain
+    any index.json file" when two workers opened a fresh split at once). Ranks and workers take turns here.
+    """
+    from filelock import FileLock  # LitData's own dependency, as it locks chunk downloads
+
+    with FileLock(str(Path(cache) / ".opening.lock")):
+        yield

@@ -37,7 +37,9 @@ from ultralytics.utils import IterableSimpleNamespace, colorstr
 from ultralytics.utils.patches import PIL_FALLBACK_SUFFIXES, imread
 
 from yolo_lightning.errors import ConfigurationError
-from yolo_lightning.stream_store import allow_plain_http, load_label_cache, node_chunk_cache, split_location
+from yolo_lightning.stream_store import (
+    allow_plain_http, load_label_cache, node_chunk_cache, opening_in_node_cache, split_location,
+)  # fmt: skip
 
 
 class _StreamedImages:
@@ -152,7 +154,10 @@ class _StreamedImages:
         """LitData's dataset over the split's chunks, for this process (its reader is not fork-safe once used)."""
         from litdata import StreamingDataset
 
-        self._stream = StreamingDataset(self.stream_location, cache_dir=self.chunk_cache, storage_options=self.storage_options)
+        with opening_in_node_cache(self.chunk_cache):
+            self._stream = StreamingDataset(
+                self.stream_location, cache_dir=self.chunk_cache, storage_options=self.storage_options
+            )
         # Random access fetches one sample's bytes per request by default; whole chunks, kept in the cache, serve every
         # later image of theirs without a request (measured on moto: 21 images/s per sample, see BENCHMARKS.md).
         self._stream._on_demand_bytes = False  # LitData sets it through a property only once its cache exists

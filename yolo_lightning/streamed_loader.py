@@ -18,6 +18,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from litdata.utilities.env import _DistributedEnv
 
 from yolo_lightning.errors import ConfigurationError
+from yolo_lightning.stream_store import opening_in_node_cache
 
 
 class ChunkOrderedImages(StreamingDataset):
@@ -28,7 +29,7 @@ class ChunkOrderedImages(StreamingDataset):
     """
 
     def __init__(self, images: Any, seed: int, world: tuple[int, int, int]) -> None:
-        with _lightning_world(*world):
+        with _lightning_world(*world), opening_in_node_cache(images.chunk_cache):
             super().__init__(
                 images.stream_location, cache_dir=images.chunk_cache,
                 storage_options=images.storage_options, shuffle=True, seed=seed, transform=images.training_sample,

@@ -507,6 +507,7 @@ def test_litdata_creates_its_cache_folders_one_process_at_a_time(detect_data, s3
     validation loader workers). Both readers (random access, chunk order) create them holding the node cache's lock,
     which any other process or thread then waits for."""
     from filelock import FileLock, Timeout
+    from litdata.streaming import dataset as litdata_dataset
     from litdata.utilities import dataset_utilities
 
     url = f"s3://{BUCKET}/opening"
@@ -530,6 +531,7 @@ def test_litdata_creates_its_cache_folders_one_process_at_a_time(detect_data, s3
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dataset_utilities, "_try_create_cache_dir", creating)
+    monkeypatch.setattr(litdata_dataset, "_try_create_cache_dir", creating)  # its other callers (workers, resume)
     datamodule = YOLODataModule(data=url, imgsz=64, batch=4, workers=0, storage_options=s3)
     datamodule.setup("fit")
     assert datamodule.val_dataset[0]["img"].ndim == 3  # random access opens the val split

@@ -63,6 +63,23 @@ class LoggedPerEpoch(L.Callback):
 
 
 # ------------------------------------------------------------------------------------------------- run folder
+def test_the_final_validation_saves_into_a_relative_run_folder(tiny_data_yaml, tmp_path, monkeypatch):
+    """A relative ``default_root_dir`` (the CLI configs' ``runs/quickstart``): the final validation of best.pt saves
+    its plots there, not where Ultralytics puts a relative project (``<runs_dir>/<task>/<project>``)."""
+    import ultralytics.engine.validator as validator_module
+
+    monkeypatch.chdir(tmp_path)
+    saved_to = []  # where Ultralytics' validators chose to save
+    choose = validator_module.get_save_dir
+    monkeypatch.setattr(validator_module, "get_save_dir", lambda *a, **k: saved_to.append(choose(*a, **k)) or saved_to[-1])
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", default_root_dir="runs/relative", logger=False,
+                        enable_progress_bar=False)  # fmt: skip
+    trainer.fit(YOLOModule(model="yolo26n.yaml"), YOLODataModule(data=str(tiny_data_yaml), imgsz=64, batch=8, workers=0))
+    assert saved_to == [tmp_path / "runs" / "relative"]
+    assert (tmp_path / "runs" / "relative" / "confusion_matrix.png").is_file()
+
+
+# ------------------------------------------------------------------------------------------------- run folder
 @pytest.mark.slow
 @pytest.mark.parametrize("task", list(TASKS))
 def test_a_plain_trainer_writes_ultralytics_run_folder_and_nothing_in_the_cwd(

@@ -38,7 +38,7 @@ def validate_weights(settings: dict[str, Any]) -> dict[str, float]:
     """
     from ultralytics import YOLO
 
-    save_dir = Path(settings["save_dir"])
+    save_dir = Path(settings["save_dir"]).resolve()  # Ultralytics puts a relative project under its runs_dir/<task>
     model = YOLO(settings["weights"])
     streamed = settings.get("streamed_config")
     validator = None if streamed is None else streamed_validator(model, streamed, settings.get("storage_options"))
